@@ -1,0 +1,33 @@
+"""sim2real-edit: diffusion editing specialists that make simulated robot evaluation look real.
+
+Heavy dependencies (torch, diffusers) load on first use of a model class, so light modules such as
+`sim2real_edit.styles` and `sim2real_edit.metrics` import quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DEFAULT_BASE": "components",
+    "WeightsNotFoundError": "components",
+    "GuidanceScales": "guidance",
+    "combine_guidance": "guidance",
+    "ImageFormatError": "images",
+    "EditCondition": "specialist",
+    "EditSpecialist": "specialist",
+    "SpecialistConfig": "specialist",
+    "SpecialistFormatError": "specialist",
+    "Trajectory": "specialist",
+    "StyleAttention": "style_attention",
+    "StyleAttentionConfig": "style_attention",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

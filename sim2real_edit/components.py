@@ -1,0 +1,149 @@
+"""The pretrained pieces a specialist is built on, loaded from the hub, a local folder, or built tiny."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+DEFAULT_BASE = "timbrooks/instruct-pix2pix"
+TINY_BASE = "tiny"
+
+
+class WeightsNotFoundError(OSError):
+    """Pretrained weights could not be found (offline machine, wrong id, or incomplete folder)."""
+
+
+@dataclass
+class BaseComponents:
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler_config: dict
+    base: str
+    revision: str | None = None
+
+
+def load_base_components(
+    base: str = DEFAULT_BASE, revision: str | None = None, dtype: torch.dtype = torch.float32
+) -> BaseComponents:
+    """Loads an InstructPix2Pix diffusers folder or hub id: unet, vae, text_encoder, tokenizer, scheduler."""
+    if base == TINY_BASE or base.startswith(TINY_BASE + ":"):
+        seed = int(base.split(":", 1)[1]) if ":" in base else 0
+        return tiny_base_components(seed)
+    local = Path(base).expanduser()
+    source = str(local) if local.exists() else base
+    if local.exists() and not (local / "unet").is_dir():
+        raise WeightsNotFoundError(
+            f"{local} is not a diffusers InstructPix2Pix folder: it has no unet/ subfolder. Point `base` at the "
+            "folder that holds model_index.json with unet/, vae/, text_encoder/, tokenizer/, scheduler/ "
+            "(as written by `StableDiffusionInstructPix2PixPipeline.save_pretrained`)"
+        )
+
+    def load(kind, subfolder, **kwargs):
+        try:
+            return kind.from_pretrained(source, subfolder=subfolder, revision=revision, **kwargs)
+        except (OSError, ValueError) as err:
+            raise WeightsNotFoundError(
+                f"could not load the {subfolder} of base model {base!r}: {err}\n"
+                f"If this machine is offline, download the model where there is a network "
+                f"(`huggingface-cli download {base} --local-dir instruct-pix2pix`) and pass the local folder: "
+                "EditSpecialist.from_pretrained(base='path/to/instruct-pix2pix'); or set HF_HOME to a cache "
+                "that already holds it."
+            ) from err
+
+    return BaseComponents(
+        unet=load(UNet2DConditionModel, "unet", torch_dtype=dtype),
+        vae=load(AutoencoderKL, "vae", torch_dtype=dtype),
+        text_encoder=load(CLIPTextModel, "text_encoder", torch_dtype=dtype),
+        tokenizer=load(CLIPTokenizer, "tokenizer"),
+        scheduler_config=dict(load(EulerAncestralDiscreteScheduler, "scheduler").config),
+        base=base,
+        revision=revision,
+    )
+
+
+def _byte_level_alphabet() -> list[str]:
+    """The 256 printable stand-ins CLIP's byte-level BPE uses for bytes."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def tiny_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
+    """A character-level CLIP tokenizer built offline (every byte is a token; no merges)."""
+    alphabet = _byte_level_alphabet()
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    vocab.update({ch + "</w>": len(alphabet) + i for i, ch in enumerate(alphabet)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+def tiny_base_components(seed: int = 0) -> BaseComponents:
+    """A random-weight InstructPix2Pix stack with SD-1.5's structure at toy width (runs in ms on a CPU).
+
+    The VAE down-samples by 8 like SD's, so image sizes behave as with the real model.
+    """
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        tokenizer = tiny_tokenizer(model_max_length=48)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=tokenizer.model_max_length,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        unet = UNet2DConditionModel(
+            sample_size=8,
+            in_channels=8,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(8, 16, 16, 16),
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=8,
+            sample_size=64,
+        )
+    finally:
+        torch.random.set_rng_state(generator_state)
+    scheduler = EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1
+    )
+    return BaseComponents(
+        unet=unet.eval(),
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        scheduler_config=dict(scheduler.config),
+        base=f"{TINY_BASE}:{seed}",
+    )

@@ -1,0 +1,58 @@
+"""Widening an InstructPix2Pix UNet's conv_in so that it takes a third latent (the style channels)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+
+INSTRUCT_PIX2PIX_IN_CHANNELS = 8
+STYLE_CHANNELS = 4
+
+
+class Float32ConvIn(nn.Module):
+    """The UNet's first convolution kept in float32 while the rest of the UNet may run in half precision.
+
+    The widened input weights are trained; fp16 would lose the small updates they receive.
+    """
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv.float()
+
+    @property
+    def in_channels(self) -> int:
+        return self.conv.in_channels
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        return self.conv(sample.to(self.conv.weight.dtype)).to(sample.dtype)
+
+
+def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int = STYLE_CHANNELS) -> UNet2DConditionModel:
+    """Adds `extra_channels` zero-initialised input channels to `unet.conv_in`, in place.
+
+    With zero weights on the new channels the widened UNet computes exactly what it did before,
+    whatever the new channels hold.
+    """
+    old = unet.conv_in.conv if isinstance(unet.conv_in, Float32ConvIn) else unet.conv_in
+    if old.in_channels != INSTRUCT_PIX2PIX_IN_CHANNELS:
+        raise ValueError(
+            f"expected an InstructPix2Pix UNet with {INSTRUCT_PIX2PIX_IN_CHANNELS} input channels, got "
+            f"{old.in_channels}; pass the InstructPix2Pix base (e.g. 'timbrooks/instruct-pix2pix')"
+        )
+    new = nn.Conv2d(
+        old.in_channels + extra_channels,
+        old.out_channels,
+        kernel_size=old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        device=old.weight.device,
+        dtype=torch.float32,
+    )
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : old.in_channels] = old.weight.float()
+        new.bias.copy_(old.bias.float())
+    unet.conv_in = Float32ConvIn(new)
+    unet.register_to_config(in_channels=old.in_channels + extra_channels)
+    return unet
