@@ -6,8 +6,8 @@ import contextlib
 import copy
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,15 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .acceleration import (
+    CompiledModules,
+    InferenceOptions,
+    accelerate_specialist,
+    draw_step_noise,
+    in_chunks,
+    model_pixels,
+    uint8_frames,
+)
 from .components import DEFAULT_BASE, BaseComponents, load_base_components, tiny_base_components
 from .guidance import GuidanceScales, combine_guidance
 from .images import (
@@ -85,6 +94,14 @@ class EditCondition:
 
 
 @dataclass
+class GuidanceInputs:
+    """The step-independent part of the four-branch UNet call, in the UNet's dtype."""
+
+    conditioning: torch.Tensor  # (4B, 8, h, w): image and style channels of the four branches
+    text: torch.Tensor  # (4B, L, D): the branches' text embeddings
+
+
+@dataclass
 class Trajectory:
     """A sampled denoising trajectory: the states, the step log-probabilities and how they were made."""
 
@@ -121,6 +138,8 @@ class EditSpecialist:
     def __init__(self, components: BaseComponents, config: SpecialistConfig | None = None):
         self.config = config or SpecialistConfig(base=components.base, base_revision=components.revision)
         self.unet = widen_conv_in(components.unet)
+        # conv_in stays float32; marked so, diffusers' `unet.dtype` reports the dtype the rest computes in
+        self.unet._keep_in_fp32_modules = ["conv_in"]
         self.vae = components.vae
         self.text_encoder = components.text_encoder
         self.tokenizer = components.tokenizer
@@ -145,6 +164,8 @@ class EditSpecialist:
         self._text_cache: dict[str, torch.Tensor] = {}
         self._style_cache: dict[tuple[str, int, int], torch.Tensor] = {}
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.inference = InferenceOptions()  # the plain eager path; `optimize` switches faster ones on
+        self.compiled = CompiledModules()
 
     # ------------------------------------------------------------------ construction and persistence
 
@@ -276,7 +297,12 @@ class EditSpecialist:
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> EditSpecialist:
         """Moves the stack; conv_in and the style attention stay float32 whatever `dtype` is."""
         for module in (self.unet, self.vae, self.text_encoder):
-            module.to(device=device, dtype=dtype)
+            # diffusers warns whenever `dtype` is passed at all, even as None: pass only what changes
+            changes = {"device": device} if device is not None else {}
+            if dtype is not None and dtype != module.dtype:
+                changes["dtype"] = dtype
+            if changes:
+                module.to(**changes)
         self.unet.conv_in.to(device=device, dtype=torch.float32)
         self.style_attention.to(device=device, dtype=torch.float32)
         if self._reference is not None:
@@ -285,6 +311,12 @@ class EditSpecialist:
         self._text_cache.clear()
         self._style_cache.clear()
         return self
+
+    def optimize(self, options: InferenceOptions | None = None, **switches) -> EditSpecialist:
+        """Switches faster inference paths on, in place: `optimize(InferenceOptions.fastest("cuda"))`, or
+        one at a time on top of the current ones, e.g. `optimize(channels_last=True)`. Paths this device
+        cannot run fall back to the plain ones (see `sim2real_edit.acceleration`)."""
+        return accelerate_specialist(self, replace(options or self.inference, **switches))
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         params = [p for n, p in self.unet.named_parameters() if ".lora_" in n]
@@ -301,6 +333,7 @@ class EditSpecialist:
             }
         params = self.trainable_parameters()
         for p in params:
+            p.data = p.data.float()  # trained in float32 even when the frozen network runs in half precision
             p.requires_grad_(True)
         return params
 
@@ -336,12 +369,19 @@ class EditSpecialist:
     @torch.no_grad()
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) -> VAE latent means (N, 4, H/8, W/8), unscaled as InstructPix2Pix expects."""
-        pixels = to_model_pixels(images, self.device, self.vae.dtype)
-        return self.vae.encode(pixels).latent_dist.mode()
+        if self.inference.pinned_transfers:
+            pixels = model_pixels(images, self.device, self.vae.dtype, pin_memory=True)
+        else:
+            pixels = to_model_pixels(images, self.device, self.vae.dtype)
+        return in_chunks(lambda chunk: self.vae.encode(chunk).latent_dist.mode(), pixels,
+                         self.inference.vae_batch_size)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
-        pixels = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        pixels = in_chunks(lambda chunk: self.vae.decode(chunk).sample, latents, self.inference.vae_batch_size)
+        if self.inference.pinned_transfers:
+            return uint8_frames(pixels, pin_memory=True)
         return to_uint8_images(pixels)
 
     @torch.no_grad()
@@ -399,31 +439,48 @@ class EditSpecialist:
 
     # ------------------------------------------------------------------ the policy: one denoising step
 
-    def guided_noise(
-        self, latents: torch.Tensor, sampler: Sampler, index: int, cond: EditCondition, guidance: GuidanceScales
-    ) -> torch.Tensor:
-        """Three-way guided noise prediction, all four conditionings in one UNet call.
+    def guidance_inputs(self, cond: EditCondition) -> GuidanceInputs:
+        """The four branches' image and style channels and text, which no denoising step changes.
 
         Branches (image, style, text): (0,0,0), (I,0,0), (I,S,0), (I,S,T). A dropped image is a zero latent;
         dropped text is the empty-prompt embedding, used by the UNet and by the style attention alike.
         """
-        batch = latents.shape[0]
-        model_input = sampler.scale_model_input(latents.float(), index)
         zeros = torch.zeros_like(cond.image_latents)
         style_no_text = self.style_attention(cond.image_latents, cond.style_latents, cond.empty_embeds)
         style_text = self.style_attention(cond.image_latents, cond.style_latents, cond.text_embeds)
         dtype = self.unet.dtype
-        unet_input = torch.cat(
+        conditioning = torch.cat(
             [
-                model_input.repeat(4, 1, 1, 1).to(dtype),
                 torch.cat([zeros, cond.image_latents, cond.image_latents, cond.image_latents]).to(dtype),
                 torch.cat([zeros, zeros, style_no_text.to(dtype), style_text.to(dtype)]).to(dtype),
             ],
             dim=1,
         )
         text = torch.cat([cond.empty_embeds, cond.empty_embeds, cond.empty_embeds, cond.text_embeds]).to(dtype)
+        return GuidanceInputs(conditioning, text)
+
+    def guided_noise(
+        self,
+        latents: torch.Tensor,
+        sampler: Sampler,
+        index: int,
+        cond: EditCondition,
+        guidance: GuidanceScales,
+        *,
+        inputs: GuidanceInputs | None = None,
+        unet: Callable | None = None,
+    ) -> torch.Tensor:
+        """Three-way guided noise prediction, all four conditionings (see `guidance_inputs`) in one UNet call.
+
+        A sampling loop may pass `inputs` built once for all its steps, and `unet`, a compiled stand-in for
+        `self.unet`; by default both are computed here, so that gradients reach the style attention.
+        """
+        batch = latents.shape[0]
+        model_input = sampler.scale_model_input(latents.float(), index)
+        inputs = self.guidance_inputs(cond) if inputs is None else inputs
+        unet_input = torch.cat([model_input.repeat(4, 1, 1, 1).to(self.unet.dtype), inputs.conditioning], dim=1)
         timestep = sampler.timesteps[index].to(self.device)
-        eps = self.unet(unet_input, timestep, encoder_hidden_states=text).sample
+        eps = (unet or self.unet)(unet_input, timestep, encoder_hidden_states=inputs.text).sample
         eps_none, eps_image, eps_image_style, eps_all = eps.float().split(batch)
         return combine_guidance(eps_none, eps_image, eps_image_style, eps_all, guidance)
 
@@ -448,6 +505,7 @@ class EditSpecialist:
         self,
         cond: EditCondition,
         seed: int | Sequence[int] = 0,
+        step_seed: int | Sequence[int] | None = None,
         num_steps: int | None = None,
         guidance: GuidanceScales | tuple | None = None,
         scheduler: str | None = None,
@@ -456,18 +514,31 @@ class EditSpecialist:
         progress: bool = False,
     ) -> tuple[torch.Tensor, Trajectory | None]:
         """Denoises from per-image seeded noise. Each image draws its noise from its own generator, so an
-        image's edit does not depend on the rest of the batch. Returns final latents (and the trajectory)."""
+        image's edit does not depend on the rest of the batch. Returns final latents (and the trajectory).
+
+        `seed` seeds the initial noise and, unless `step_seed` is given, the noise of every step after it.
+        With `step_seed`, the steps' noise has its own generators: two samples with the same `seed` and
+        different `step_seed` start from the same noise and diverge (D3PO's pairs)."""
         guidance = GuidanceScales.parse(guidance if guidance is not None else self.config.guidance)
         sampler = make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
                                num_steps or self.config.num_steps, eta)
+        fast = self.inference
+        if fast.device_timesteps:
+            sampler.timesteps = sampler.timesteps.to(self.device)  # sigmas stay on the host: read, never synced
         batch = cond.batch_size
         shape = tuple(cond.image_latents.shape[1:])
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in _seeds_for(batch, seed)]
 
-        def draw() -> torch.Tensor:
-            return torch.cat([torch.randn((1, *shape), generator=g) for g in generators]).to(self.device)
+        def draw(source: list[torch.Generator]) -> torch.Tensor:
+            return torch.cat([torch.randn((1, *shape), generator=g) for g in source]).to(self.device)
 
-        latents = draw() * sampler.init_noise_sigma
+        latents = draw(generators) * sampler.init_noise_sigma
+        if step_seed is not None:
+            generators = [torch.Generator(device="cpu").manual_seed(s) for s in _seeds_for(batch, step_seed)]
+        step_noise = None
+        if fast.predraw_noise:
+            step_noise = draw_step_noise(generators, sampler.num_steps, shape, self.device, fast.pinned_transfers)
+        inputs = self.guidance_inputs(cond) if fast.cache_conditioning else None
         states, log_probs, stochastic = [latents], [], []
         steps = range(sampler.num_steps)
         if progress:
@@ -475,8 +546,9 @@ class EditSpecialist:
 
             steps = tqdm(steps, desc="denoising", leave=False)
         for index in steps:
-            eps = self.guided_noise(latents, sampler, index, cond, guidance)
-            out = sampler.step(eps, index, latents, draw())
+            eps = self.guided_noise(latents, sampler, index, cond, guidance, inputs=inputs, unet=self.compiled.unet)
+            noise = step_noise[index] if step_noise is not None else draw(generators)
+            out = sampler.step(eps, index, latents, noise)
             latents = out.prev_sample
             if return_trajectory:
                 is_random = sampler.is_stochastic(index)
@@ -498,9 +570,10 @@ class EditSpecialist:
             )
         return latents, trajectory
 
-    def make_sampler(self, trajectory: Trajectory) -> Sampler:
-        """The sampler a trajectory was drawn with, for recomputing its log-probabilities."""
-        return make_sampler(trajectory.scheduler, self.scheduler_config, trajectory.num_steps, trajectory.eta)
+    def make_sampler(self, scheduler: str | None = None, num_steps: int | None = None, eta: float = 1.0) -> Sampler:
+        """A sampler on this model's noise schedule (e.g. the one a trajectory was drawn with)."""
+        return make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
+                            num_steps or self.config.num_steps, eta)
 
     def edit(
         self,

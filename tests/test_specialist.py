@@ -158,7 +158,7 @@ def test_step_log_probs_equal_an_independent_gaussian_density(frames, style, sch
     steps = 5
     _, trajectory = model.sample(cond, seed=[3, 4], num_steps=steps, scheduler=scheduler, eta=1.0,
                                  return_trajectory=True)
-    sampler = model.make_sampler(trajectory)
+    sampler = model.make_sampler(trajectory.scheduler, trajectory.num_steps, trajectory.eta)
     for index in range(steps):
         x_t, x_next = trajectory.latents[index], trajectory.latents[index + 1]
         with torch.no_grad():

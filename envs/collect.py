@@ -1,0 +1,60 @@
+"""Training frames for a specialist, with the cabinet's exact masks, from SIMPLER or the stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .protocol import Trial, protocol_trials
+from .trial_env import DrawerTrialEnv
+
+CAMERA = "overhead_camera"
+
+
+def sweep_action(step: int, seed: int) -> np.ndarray:
+    """A smooth scripted end-effector sweep (the same on both backends): the arm drifts towards and along
+    the cabinet so that frames show it at many places in front of the drawers."""
+    phase = 0.7 * step + seed
+    return np.array([0.5 * np.cos(phase / 3), 0.6 * np.sin(phase / 2), -0.3 * np.sin(phase / 4), 0, 0, 0, 0.0])
+
+
+def collect_frames(
+    out: str | Path,
+    backend: str = "standin",
+    trials: list[Trial] | None = None,
+    motion_steps: int = 6,
+    every: int = 3,
+    seed: int = 0,
+    progress: bool = True,
+    **backend_kwargs,
+):
+    """Writes each trial's start frame and frames along a scripted sweep, with masks, as TrainingFrames."""
+    from tqdm.auto import tqdm
+
+    from sim2real_edit.frames import TrainingFrames
+
+    trials = trials if trials is not None else protocol_trials()
+    env = DrawerTrialEnv(backend, **backend_kwargs)
+    frames, masks, names = [], [], []
+
+    def keep(obs: dict, name: str) -> None:
+        camera = obs["image"][CAMERA]
+        frames.append(camera["rgb"])
+        masks.append(np.isin(camera["Segmentation"][..., 1], env.cabinet_ids()))
+        names.append(name)
+
+    try:
+        for index, trial in enumerate(tqdm(trials, desc=f"collecting frames ({backend})", disable=not progress)):
+            obs, _ = env.reset(seed=seed + index, options={"trial": trial})
+            stem = trial.key.replace("/", "_")
+            keep(obs, f"{stem}_000")
+            for step in range(1, motion_steps + 1):
+                obs, *_ = env.step(sweep_action(step, seed + index))
+                if step % every == 0:
+                    keep(obs, f"{stem}_{step:03d}")
+    finally:
+        env.close()
+    collected = TrainingFrames(np.stack(frames), np.stack(masks), np.ones(len(frames), bool), names)
+    collected.save(out)
+    return collected

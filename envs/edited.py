@@ -1,0 +1,321 @@
+"""EditedDrawer: SIMPLER's drawer scenes (or the CPU stand-in) seen through an editing specialist.
+
+    import envs, gymnasium as gym
+    env = gym.make("EditedDrawer-v0", style="marble")                 # one env
+    vec = envs.make_vec("EditedDrawer-v0", num_envs=8, style="wood")   # N envs, one batched edit per step
+
+Only the policy camera's RGB frame changes; the unedited frame is in `info["unedited_rgb"]`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+from .trial_env import DrawerTrialEnv, stacked_masks
+
+POLICY_CAMERA = "overhead_camera"
+SEED_MODULUS = 2**31 - 1
+
+
+@dataclass
+class EditSettings:
+    """How frames are edited; defaults are the paper's sampling settings at 256 px short side."""
+
+    num_steps: int = 20
+    guidance: tuple[float, float, float] = (7.5, 1.5, 3.0)  # (text, image, style)
+    short_side: int = 256
+    scheduler: str = "euler_ancestral"
+    composite: bool = True  # keep every pixel outside the cabinet mask exactly as rendered
+    feather: int = 3  # width in pixels of the blend band just inside the mask's border
+    exemplar: int = 0  # which style exemplar conditions the edits
+
+
+def composite(original: np.ndarray, edited: np.ndarray, masks: np.ndarray, feather: int) -> np.ndarray:
+    """Blends `edited` into `original` inside `masks` (N, H, W); outside, pixels are the original's bytes.
+
+    The blend weight rises from 0 at the mask's border to 1 at `feather` pixels inside it, so the edit
+    meets the rendered frame without a seam and nothing outside the mask changes.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    out = original.copy()
+    for i, mask in enumerate(masks):
+        if not mask.any():
+            continue
+        weight = np.clip(distance_transform_edt(mask) / max(feather, 1), 0.0, 1.0) if feather > 0 else mask * 1.0
+        inside = mask
+        blend = weight[inside][:, None]
+        out[i][inside] = np.round(edited[i][inside] * blend + original[i][inside] * (1 - blend)).astype(np.uint8)
+    return out
+
+
+class FrameEditor:
+    """Edits batches of simulator frames with one specialist: resize to the edit size, edit, resize back,
+    composite. Seeds are per frame, so a frame's edit does not depend on the rest of the batch."""
+
+    def __init__(self, specialist, style_image: np.ndarray, settings: EditSettings | None = None,
+                 instruction: str | None = None):
+        self.specialist = specialist
+        self.style_image = np.asarray(style_image)
+        self.settings = settings or EditSettings()
+        self.instruction = instruction
+
+    def edit(self, frames: np.ndarray, seeds: list[int], masks: np.ndarray | None = None) -> np.ndarray:
+        from sim2real_edit.frames import edit_size
+
+        frames = np.asarray(frames)
+        height, width = frames.shape[1:3]
+        size = edit_size(height, width, self.settings.short_side)
+        small = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in frames]) \
+            if size != (height, width) else frames
+        edited = self.specialist.edit(
+            small,
+            self.style_image,
+            instruction=self.instruction,
+            num_steps=self.settings.num_steps,
+            guidance=self.settings.guidance,
+            seed=[int(s) for s in seeds],
+            scheduler=self.settings.scheduler,
+        )
+        if size != (height, width):
+            edited = np.stack([np.asarray(Image.fromarray(e).resize((width, height), Image.BICUBIC)) for e in edited])
+        if self.settings.composite:
+            if masks is None:
+                raise ValueError("compositing needs the cabinet masks: pass masks, or set composite=False")
+            edited = composite(frames, edited, masks, self.settings.feather)
+        return edited
+
+
+def episode_seed(reset_seed: int | None, rng: np.random.Generator) -> int:
+    """The diffusion seed of an episode: fixed for all its frames (no flicker), derived from the reset seed."""
+    if reset_seed is None:
+        return int(rng.integers(0, SEED_MODULUS))
+    return int(np.random.SeedSequence([int(reset_seed), 0x5EED]).generate_state(1)[0] % SEED_MODULUS)
+
+
+class EditObservation(gym.Wrapper):
+    """Passes the policy camera's RGB frame through a `FrameEditor`; everything else is the simulator's."""
+
+    def __init__(self, env: gym.Env, editor: FrameEditor, camera: str = POLICY_CAMERA):
+        super().__init__(env)
+        self.editor = editor
+        self.camera = camera
+        self._seed = 0
+        self._rng = np.random.default_rng()
+
+    def _edit(self, obs: dict, info: dict) -> tuple[dict, dict]:
+        frame = obs["image"][self.camera]["rgb"]
+        masks = None
+        if self.editor.settings.composite:
+            masks = stacked_masks(obs["image"][self.camera]["Segmentation"][None], [self.env.unwrapped.cabinet_ids()])
+        edited = self.editor.edit(frame[None], [self._seed], masks)[0]
+        obs = {**obs, "image": {**obs["image"], self.camera: {**obs["image"][self.camera], "rgb": edited}}}
+        return obs, {**info, "unedited_rgb": frame, "edit_seed": self._seed}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._seed = episode_seed(seed, self._rng)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._edit(obs, info)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, info = self._edit(obs, info)
+        return obs, reward, terminated, truncated, info
+
+
+def load_editor(
+    style: str,
+    *,
+    preset: str | None = None,
+    specialist: str | Path | None = None,
+    base: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    settings: EditSettings | None = None,
+) -> FrameEditor:
+    """The specialist of `style` (from the style registry, or the `specialist` folder) as a FrameEditor."""
+    import torch
+
+    from sim2real_edit.specialist import EditSpecialist
+    from sim2real_edit.styles import StyleRegistry
+
+    settings = settings or EditSettings()
+    chosen = StyleRegistry.load().get(style)  # unknown styles list the known ones
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = {None: torch.float16 if device.startswith("cuda") else torch.float32, "float16": torch.float16,
+                   "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    if preset == "tiny" and specialist is None:
+        model = EditSpecialist.tiny(0, style=chosen.name, instruction=chosen.instruction)
+        exemplars = chosen.exemplars()
+    else:
+        folder = Path(specialist) if specialist is not None else chosen.trained_specialist_dir()
+        model = EditSpecialist.from_pretrained(base=base or "timbrooks/instruct-pix2pix", specialist=folder,
+                                               device=device, dtype=torch_dtype)
+        exemplars = model.exemplars(folder) or chosen.exemplars()
+    model.to(device, torch_dtype)
+    style_image = exemplars[settings.exemplar % len(exemplars)]
+    return FrameEditor(model, style_image, settings, instruction=model.config.instruction or chosen.instruction)
+
+
+def _settings(preset: str | None, **overrides: Any) -> EditSettings:
+    """The preset's edit settings with the caller's non-None overrides."""
+    values: dict[str, Any] = {"num_steps": 4, "short_side": 64} if preset == "tiny" else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return EditSettings(**values)
+
+
+def make_edited_drawer(
+    style: str = "wood",
+    *,
+    task: str | None = None,
+    pose: str | None = None,
+    preset: str | None = None,
+    specialist: str | Path | None = None,
+    base: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    camera: str = POLICY_CAMERA,
+    num_steps: int | None = None,
+    guidance: tuple[float, float, float] | None = None,
+    short_side: int | None = None,
+    composite: bool | None = None,
+    feather: int | None = None,
+    **backend_kwargs: Any,
+) -> gym.Env:
+    """The entry point of `gym.make("EditedDrawer-v0", ...)`.
+
+    `preset="tiny"` runs the CPU stand-in with a tiny random specialist (any registry style name works);
+    otherwise SIMPLER with the style's trained specialist. `backend_kwargs` go to SIMPLER
+    (e.g. `shader_dir="ibl"`) or the stand-in.
+    """
+    settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
+                         composite=composite, feather=feather)
+    editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
+                         settings=settings)
+    backend = "standin" if preset == "tiny" else "simpler"
+    env = DrawerTrialEnv(backend, task=task, pose=pose, **backend_kwargs)
+    return EditObservation(env, editor, camera)
+
+
+class EditedVectorEnv:
+    """N drawer envs stepping in subprocesses (Gymnasium's AsyncVectorEnv) whose policy frames are edited
+    together in one batched specialist call per step. Each env's edit equals the single-env wrapper's
+    for the same reset seed.
+
+    Episodes that end are reset by the vector env as Gymnasium does; a new episode gets a new edit seed.
+    `set_next_trials([...])` chooses the trial each env runs at its next reset.
+    """
+
+    def __init__(self, vector_env: gym.vector.VectorEnv, editor: FrameEditor | None, camera: str = POLICY_CAMERA):
+        self.env = vector_env
+        self.editor = editor
+        self.camera = camera
+        self.num_envs = vector_env.num_envs
+        self.observation_space = vector_env.observation_space
+        self.action_space = vector_env.action_space
+        self.single_observation_space = vector_env.single_observation_space
+        self.single_action_space = vector_env.single_action_space
+        self._rng = np.random.default_rng()
+        self._seeds = [0] * self.num_envs
+
+    def _edit(self, obs: dict, info: dict) -> tuple[dict, dict]:
+        if self.editor is None:
+            return obs, info
+        frames = obs["image"][self.camera]["rgb"]
+        masks = None
+        if self.editor.settings.composite:
+            ids = list(self.env.call("cabinet_ids"))
+            masks = stacked_masks(obs["image"][self.camera]["Segmentation"], ids)
+        edited = self.editor.edit(frames, self._seeds, masks)
+        obs = {**obs, "image": {**obs["image"], self.camera: {**obs["image"][self.camera], "rgb": edited}}}
+        return obs, {**info, "unedited_rgb": frames, "edit_seed": np.array(self._seeds)}
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]  # Gymnasium's convention for one seed
+            self._rng = np.random.default_rng(seed)
+        else:
+            seeds = [int(s) for s in seed]
+            self._rng = np.random.default_rng(seeds)
+        self._seeds = [episode_seed(s, self._rng) for s in seeds]
+        obs, info = self.env.reset(seed=seeds if seed is not None else None, options=options)
+        return self._edit(obs, info)
+
+    def step(self, actions: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+            self._seeds[i] = episode_seed(None, self._rng)
+        obs, info = self._edit(obs, info)
+        return obs, reward, terminated, truncated, info
+
+    def set_next_trials(self, trials: list) -> None:
+        self.env.set_attr("next_trial", list(trials))
+
+    def call(self, name: str, *args, **kwargs):
+        return self.env.call(name, *args, **kwargs)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_vec(
+    env_id: str = "EditedDrawer-v0",
+    num_envs: int = 1,
+    *,
+    style: str = "wood",
+    preset: str | None = None,
+    vectorization_mode: str = "async",
+    edit: bool = True,
+    task: str | None = None,
+    pose: str | None = None,
+    specialist: str | Path | None = None,
+    base: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    camera: str = POLICY_CAMERA,
+    num_steps: int | None = None,
+    guidance: tuple[float, float, float] | None = None,
+    short_side: int | None = None,
+    composite: bool | None = None,
+    feather: int | None = None,
+    **backend_kwargs: Any,
+) -> EditedVectorEnv:
+    """N edited drawer envs: simulators in subprocesses ("async") or in this process ("sync"), edits
+    batched here. `edit=False` gives the unedited simulator with the same interface (a baseline domain)."""
+    if env_id != "EditedDrawer-v0":
+        raise ValueError(f"make_vec builds 'EditedDrawer-v0', got {env_id!r}")
+    if vectorization_mode not in ("async", "sync"):
+        raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {vectorization_mode!r}")
+    backend = "standin" if preset == "tiny" else "simpler"
+    fns = [_TrialEnvFactory(backend, task, pose, backend_kwargs) for _ in range(num_envs)]
+    vector = gym.vector.AsyncVectorEnv(fns) if vectorization_mode == "async" else gym.vector.SyncVectorEnv(fns)
+    editor = None
+    if edit:
+        settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
+                             composite=composite, feather=feather)
+        editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
+                             settings=settings)
+    return EditedVectorEnv(vector, editor, camera)
+
+
+@dataclass
+class _TrialEnvFactory:
+    """A picklable env constructor for subprocess vector envs."""
+
+    backend: str
+    task: str | None
+    pose: str | None
+    kwargs: dict
+
+    def __call__(self) -> DrawerTrialEnv:
+        return DrawerTrialEnv(self.backend, task=self.task, pose=self.pose, **self.kwargs)

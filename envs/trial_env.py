@@ -1,0 +1,124 @@
+"""DrawerTrialEnv: one Gymnasium env that can run any trial of the drawer protocol on either backend.
+
+SIMPLER fixes the task (env class) and the real background overlay (per robot pose) when an env is made,
+so a different trial needs a different underlying env. This env makes them as needed (one at a time)
+and picks the trial from, in order: `reset(options={"trial": Trial | "OpenTopDrawer/a0"})`, a trial set with
+`set_next_trial` (per env of a vector env via `set_attr("next_trial", [...])`), the fixed `task`/`pose`
+given at construction, or the protocol by seed (trial = protocol[seed % 54]).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from .masks import cabinet_segmentation_ids
+from .protocol import DrawerTask, Trial, check_pose, protocol_trials
+
+BACKENDS = ("standin", "simpler")
+
+
+def parse_trial(value: Trial | str) -> Trial:
+    if isinstance(value, Trial):
+        return value
+    task, _, pose = str(value).partition("/")
+    if not pose:
+        raise ValueError(f"a trial is written 'Task/pose', e.g. 'OpenTopDrawer/a0'; got {value!r}")
+    return Trial(DrawerTask.parse(task), check_pose(pose))
+
+
+class DrawerTrialEnv(gym.Env):
+    """A drawer task at a robot start pose, on the stand-in or on the real SIMPLER simulator."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(
+        self,
+        backend: str = "standin",
+        task: DrawerTask | str | None = None,
+        pose: str | None = None,
+        **backend_kwargs: Any,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        if (task is None) != (pose is None):
+            raise ValueError("give both task= and pose=, or neither (then the protocol's trial is picked by seed)")
+        self.backend = backend
+        self.backend_kwargs = backend_kwargs
+        self.fixed_trial = Trial(DrawerTask.parse(task) if isinstance(task, str) else task, check_pose(pose)) \
+            if task is not None else None
+        self.next_trial: Trial | str | None = None
+        self.trial = self.fixed_trial or protocol_trials()[0]
+        self._env = self._make(self.trial)
+        self.observation_space = self._env.observation_space
+        self.action_space = self._env.action_space
+
+    def _make(self, trial: Trial) -> gym.Env:
+        if self.backend == "standin":
+            from .standin import DrawerStandIn
+
+            return DrawerStandIn(task=trial.task, pose=trial.pose, **self.backend_kwargs)
+        from .simpler import make_simpler_drawer
+
+        return make_simpler_drawer(trial.task, trial.pose, **self.backend_kwargs)
+
+    def set_next_trial(self, trial: Trial | str | None) -> None:
+        self.next_trial = trial
+
+    def _choose_trial(self, seed: int | None, options: dict) -> Trial:
+        if "trial" in options:
+            return parse_trial(options["trial"])
+        if self.next_trial is not None:
+            return parse_trial(self.next_trial)
+        if self.fixed_trial is not None:
+            return self.fixed_trial
+        if seed is not None:
+            trials = protocol_trials()
+            return trials[seed % len(trials)]
+        return self.trial
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        trial = self._choose_trial(seed, options)
+        options.pop("trial", None)
+        if trial != self.trial:
+            self._env.close()
+            self._env = self._make(trial)
+            self.trial = trial
+        obs, info = self._env.reset(seed=seed, options=options or None)
+        return obs, self._info(info)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        return obs, reward, terminated, truncated, self._info(info)
+
+    def _info(self, info: dict) -> dict:
+        """The backend's info plus the same episode keys on both backends: trial, success, drawer_qpos."""
+        qpos = self.drawer_qpos()
+        return {**info, "trial": self.trial.key, "drawer_qpos": qpos, "success": self.trial.task.is_success(qpos)}
+
+    def get_language_instruction(self) -> str:
+        return self._env.unwrapped.get_language_instruction()
+
+    def cabinet_ids(self) -> tuple[int, ...]:
+        """Segmentation ids of the cabinet's links in the current scene (read after reset)."""
+        return cabinet_segmentation_ids(self._env)
+
+    def drawer_qpos(self) -> float:
+        """Opening of the trial's drawer (metres)."""
+        if self.backend == "standin":
+            return float(self._env.unwrapped.drawer_qpos[self._env.unwrapped.target_index])
+        from .simpler import read_drawer_state
+
+        return float(read_drawer_state(self._env).drawer_qpos)
+
+    def close(self):
+        self._env.close()
+
+
+def stacked_masks(segmentations: np.ndarray, ids_per_env: list[tuple[int, ...]]) -> np.ndarray:
+    """Cabinet masks (N, H, W) from stacked segmentations (N, H, W, 4) and each env's cabinet ids."""
+    return np.stack([np.isin(seg[..., 1], ids) for seg, ids in zip(segmentations, ids_per_env)])
