@@ -1,0 +1,138 @@
+"""Time the AI feedback on a batch of (input, edit, style) triples, with random-weight judges.
+
+    python scripts/bench_feedback.py                 # full-size default judges, CUDA + fp16 when available
+    python scripts/bench_feedback.py --preset tiny   # tiny judges on CPU: a smoke test of the same path
+    python scripts/bench_feedback.py --embedder clip --batch 64 --size 256 --json bench.json
+
+The judges are built offline from their architectures (Depth Anything V2 Large, GroundingDINO-T + SAM2.1
+Hiera-L, DreamSim's ViT-B/14 / DINOv2-B / CLIP-B/16); speed does not depend on the weights. Detection
+thresholds are set to 0 so that every image yields boxes and SAM2 always runs (random weights would
+otherwise find nothing). "cold" scores with an empty mask cache (every input and style image segmented);
+"warm" scores the same batch again with the masks cached, the steady state of RL training where each
+input is edited many times. The stage lines time one judge alone: depth of the N inputs and N edits,
+segmentation of the N inputs (cache cleared), embedding of N edits and N style images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim2real_edit.feedback import Feedback, FeedbackConfig
+
+INSTRUCTION = "make the cupboard out of wood"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", choices=["full", "tiny"], default="full", help="judge architectures")
+    parser.add_argument("--embedder", choices=["dreamsim", "dinov2", "clip"], default="dreamsim")
+    parser.add_argument("--batch", type=int, default=64, help="triples per scoring call")
+    parser.add_argument("--size", type=int, default=256, help="side of the square images in pixels")
+    parser.add_argument("--max-batch", type=int, default=32, help="largest chunk one model call sees")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions (after one warm-up)")
+    parser.add_argument("--device", default=None, help="default: cuda if available (tiny preset: cpu)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "bfloat16", "float32"],
+        default=None,
+        help="default: float16 on CUDA, float32 on CPU",
+    )
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of `fn` in seconds, after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in tqdm(range(repeats), leave=False):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default_device = "cuda" if torch.cuda.is_available() and args.preset == "full" else "cpu"
+    device = torch.device(args.device or default_device)
+    dtype = (
+        getattr(torch, args.dtype)
+        if args.dtype
+        else (torch.float16 if device.type == "cuda" else torch.float32)
+    )
+    config = FeedbackConfig(
+        embedder=args.embedder, box_threshold=0.0, text_threshold=0.0, max_batch=args.max_batch
+    )
+    feedback = Feedback.from_architecture(args.preset, config, seed=0, device=device, dtype=dtype)
+
+    generator = torch.Generator(device="cpu").manual_seed(0)
+
+    def batch() -> torch.Tensor:
+        return torch.randint(
+            0, 256, (args.batch, args.size, args.size, 3), dtype=torch.uint8, generator=generator
+        )
+
+    inputs, edits, styles = (batch().to(device) for _ in range(3))
+    segmenter = feedback.segmenter
+
+    def cold() -> None:
+        segmenter.clear_cache()
+        feedback.score(inputs, edits, styles, INSTRUCTION)
+
+    pixels = torch.cat([inputs, edits]).permute(0, 3, 1, 2).float() / 255
+    masks = torch.ones(2 * args.batch, args.size, args.size, dtype=torch.bool, device=device)
+    results = {
+        "preset": args.preset,
+        "embedder": args.embedder,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dtype": str(dtype).removeprefix("torch."),
+        "cpu_threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "size": args.size,
+        "seconds_cold": timed(cold, device, args.repeats),
+        "seconds_warm": timed(
+            lambda: feedback.score(inputs, edits, styles, INSTRUCTION), device, args.repeats
+        ),
+        "seconds_depth": timed(lambda: feedback.depth(pixels), device, args.repeats),
+        "seconds_segmentation": timed(
+            lambda: (segmenter.clear_cache(), segmenter(inputs, "cupboard")), device, args.repeats
+        ),
+        "seconds_embedding": timed(lambda: feedback.embedder.embed(pixels, masks), device, args.repeats),
+    }
+    if device.type == "cuda":
+        results["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    print(
+        f"{args.batch} triples at {args.size}x{args.size}, {args.preset} judges ({args.embedder}), "
+        f"{results['device']}, {results['dtype']}:"
+    )
+    for name, value in results.items():
+        if name.startswith("seconds_"):
+            label = name.removeprefix("seconds_")
+            print(f"  {label:<13} {value:8.3f} s   {args.batch / value:8.1f} triples/s")
+    if "peak_gpu_memory_gib" in results:
+        print(f"  peak GPU memory {results['peak_gpu_memory_gib']:.1f} GiB")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
