@@ -1,0 +1,477 @@
+"""Online RL from AI feedback for an editing specialist: D3PO (DPO over denoising steps).
+
+One optimizer step reads top to bottom in `train`:
+  1. pick frames and style exemplars (a pure function of seed and step, so a resumed run repeats nothing),
+  2. sample two edits per frame from the same initial noise, keeping trajectories,
+  3. score every edit with the AI judges and rank each pair (advantages normalised over the whole step),
+  4. for every stochastic denoising step, the DPO loss of the preferred vs the other sample's step,
+     each as a log-ratio against the reference policy (LoRA off, original conv_in and style attention),
+  5. accumulate, clip, AdamW step, log, checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .components import DEFAULT_BASE
+from .feedback import Feedback, FeedbackConfig, FeedbackScores
+from .frames import TrainingFrames
+from .guidance import GuidanceScales
+from .specialist import EditCondition, EditSpecialist
+
+PRESETS = ("full", "tiny")
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a specialist's training, with the paper's defaults."""
+
+    style: str = "wood"
+    frames: str | None = None  # folder of training frames (+ masks/); see sim2real_edit.frames
+    output_dir: str | None = None  # default: the style registry's specialist folder
+    base: str = DEFAULT_BASE
+    preset: str = "full"  # "tiny": tiny model and judges, CPU-sized batch (see tiny_config)
+    short_side: int = 256  # frames are edited at this short side (SIMPLER's 640x512 -> 320x256)
+    num_denoising_steps: int = 100
+    scheduler: str = "euler_ancestral"
+    eta: float = 1.0  # DDIM only
+    guidance: tuple[float, float, float] = (7.5, 1.5, 3.0)  # (text, image, style)
+    samples_per_step: int = 256  # edits per optimizer step: two per frame
+    sample_batch_size: int = 16  # frames per sampling call (each sampled twice)
+    train_batch_size: int = 4  # pairs per backward pass
+    optimizer_steps: int = 6
+    learning_rate: float = 3e-5
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0
+    beta: float = 0.1
+    ratio_clamp: float = 0.1
+    mixed_precision: str = "fp16"  # "no", "fp16" or "bf16": the frozen network's dtype; trained weights stay fp32
+    gradient_checkpointing: bool = True
+    seed: int = 0
+    keep_checkpoints: int = 2
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
+        if self.samples_per_step < 2 or self.samples_per_step % 2:
+            raise ValueError(f"samples_per_step must be an even number >= 2 (two edits per frame), got "
+                             f"{self.samples_per_step}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
+
+    @property
+    def pairs_per_step(self) -> int:
+        return self.samples_per_step // 2
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["guidance"] = list(self.guidance)
+        data["adam_betas"] = list(self.adam_betas)
+        return data
+
+    def hash(self) -> str:
+        """Identifies the run: everything that changes results (not where things are written)."""
+        data = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "keep_checkpoints")}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """The CPU preset: tiny random-weight model and judges, small frames and batches, a couple of steps."""
+    values = {
+        "preset": "tiny",
+        "base": "tiny",
+        "short_side": 64,
+        "num_denoising_steps": 8,
+        "samples_per_step": 16,
+        "sample_batch_size": 8,
+        "train_batch_size": 8,
+        "optimizer_steps": 2,
+        "mixed_precision": "no",
+        "gradient_checkpointing": False,
+        # Procedural exemplars fill the whole frame, and tiny random detectors find nothing in them.
+        "feedback": FeedbackConfig(style_mask="full"),
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def d3po_loss(
+    log_prob_w: torch.Tensor,
+    ref_log_prob_w: torch.Tensor,
+    log_prob_l: torch.Tensor,
+    ref_log_prob_l: torch.Tensor,
+    beta: float = 0.1,
+    ratio_clamp: float = 0.1,
+) -> torch.Tensor:
+    """-log sigmoid(beta log r_w - beta log r_l), r = pi / pi_ref clamped to [1 - c, 1 + c], per pair.
+
+    The clamp (as in D3PO) stops the gradient of a pair whose ratio has left the trust region.
+    """
+    ratio_w = torch.clamp(torch.exp(log_prob_w - ref_log_prob_w), 1 - ratio_clamp, 1 + ratio_clamp)
+    ratio_l = torch.clamp(torch.exp(log_prob_l - ref_log_prob_l), 1 - ratio_clamp, 1 + ratio_clamp)
+    return -F.logsigmoid(beta * torch.log(ratio_w) - beta * torch.log(ratio_l))
+
+
+@dataclass
+class Rollout:
+    """Two edits of each of B frames: rows [0, B) are samples a, rows [B, 2B) samples b."""
+
+    cond: EditCondition  # (2B, ...)
+    latents: torch.Tensor  # (T + 1, 2B, 4, h, w) on the CPU
+    scores: FeedbackScores  # (2B,)
+
+
+def _concat_conditions(cond: EditCondition) -> EditCondition:
+    return EditCondition(*(torch.cat([t, t]) for t in (cond.image_latents, cond.style_latents, cond.text_embeds,
+                                                       cond.empty_embeds)))
+
+
+def _cat_scores(parts: list[FeedbackScores]) -> FeedbackScores:
+    return FeedbackScores(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(FeedbackScores)})
+
+
+class Checkpoints:
+    """Per-step training state under `folder`, written atomically, so that a killed run resumes exactly."""
+
+    def __init__(self, folder: Path, config_hash: str, keep: int = 2):
+        self.folder = folder
+        self.config_hash = config_hash
+        self.keep = keep
+
+    def steps(self) -> list[int]:
+        done = [p for p in self.folder.glob("step-*") if (p / "state.json").is_file()]
+        return sorted(int(p.name.split("-")[1]) for p in done)
+
+    def save(self, step: int, model: EditSpecialist, optimizer: torch.optim.Optimizer, log: dict) -> None:
+        target = self.folder / f"step-{step:04d}"
+        partial = self.folder / f".step-{step:04d}.partial"
+        partial.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+        save_file(tensors, str(partial / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+        state = {"step": step, "config_hash": self.config_hash, "log": log}
+        (partial / "state.json").write_text(json.dumps(state, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        partial.rename(target)
+        for old in self.steps()[: -self.keep]:
+            shutil.rmtree(self.folder / f"step-{old:04d}")
+
+    def save_reference(self, model: EditSpecialist) -> None:
+        path = self.folder / "reference.safetensors"
+        if not path.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
+            save_file(tensors, str(path))
+
+    def load_reference(self, model: EditSpecialist) -> None:
+        """Restores the pre-training weights (the DPO reference) before the first checkpoint is loaded."""
+        tensors = load_file(str(self.folder / "reference.safetensors"))
+        with torch.no_grad():
+            for key, value in model.trainable_state_dict().items():
+                value.copy_(tensors[key])
+
+    def load_latest(
+        self, model: EditSpecialist, optimizer: torch.optim.Optimizer, rewrite_log: bool = True
+    ) -> tuple[int, list[dict]]:
+        """Loads the newest complete checkpoint; returns (next step, log so far)."""
+        steps = self.steps()
+        if not steps:
+            return 0, []
+        folder = self.folder / f"step-{steps[-1]:04d}"
+        state = json.loads((folder / "state.json").read_text())
+        if state["config_hash"] != self.config_hash:
+            raise ValueError(
+                f"the checkpoints in {self.folder} were written with another configuration "
+                f"(hash {state['config_hash']}, this run {self.config_hash}); resume with the same options, "
+                "or choose a new --output folder"
+            )
+        tensors = load_file(str(folder / "trainable.safetensors"))
+        with torch.no_grad():
+            for key, value in model.trainable_state_dict().items():
+                value.copy_(tensors[key])
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=model.device))
+        log_path = self.folder.parent / "log.jsonl"
+        log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
+        log = [entry for entry in log if entry["step"] <= state["step"]]
+        # A crash between logging a step and checkpointing it leaves a line that the rerun will write again.
+        if rewrite_log:
+            log_path.write_text("".join(json.dumps(entry) + "\n" for entry in log))
+        return state["step"] + 1, log
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    log: list[dict]
+    model: EditSpecialist
+
+
+def build_model(config: TrainConfig, device: torch.device) -> EditSpecialist:
+    torch.manual_seed(config.seed)  # the style attention's initial weights
+    if config.preset == "tiny":
+        model = EditSpecialist.tiny(0)
+    else:
+        model = EditSpecialist.from_pretrained(config.base)
+    dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
+    return model.to(device, dtype)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    frames: TrainingFrames | None = None,
+    exemplars: list[np.ndarray] | None = None,
+    model: EditSpecialist | None = None,
+    feedback: Feedback | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    accelerator=None,
+) -> TrainResult:
+    """Trains a specialist; `frames`, `exemplars`, `model` and `feedback` override what `config` would load."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    from .styles import StyleRegistry
+
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    style = StyleRegistry.load().get(config.style)
+    output = Path(config.output_dir) if config.output_dir else style.specialist_dir
+    checkpoints = Checkpoints(output / "checkpoints", config.hash(), config.keep_checkpoints)
+    if checkpoints.steps() and not resume:
+        raise FileExistsError(
+            f"{output} already holds checkpoints of a run; pass --resume to continue it, or choose another --output"
+        )
+
+    exemplars = exemplars if exemplars is not None else style.exemplars()
+    if frames is None:
+        if config.frames is None:
+            raise ValueError("no training frames: pass --frames FOLDER (see scripts/collect_frames.py)")
+        frames = TrainingFrames.from_folder(config.frames, config.short_side)
+    if feedback is None:
+        feedback = (Feedback.tiny(config.seed, config.feedback) if config.preset == "tiny"
+                    else Feedback.from_config(config.feedback, device=device))
+    model = model or build_model(config, device)
+    model.config.style = style.name
+    model.config.instruction = style.instruction
+    model.config.guidance = tuple(config.guidance)
+    model.config.scheduler = config.scheduler
+    exemplar_stack = np.stack([np.asarray(e) for e in exemplars])
+
+    if resume and checkpoints.steps():
+        checkpoints.load_reference(model)  # the reference policy is the weights before the first step
+    params = model.prepare_for_training()
+    checkpoints.save_reference(model)
+    if config.gradient_checkpointing:
+        model.unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas),
+                                  weight_decay=config.weight_decay)
+    start, log = (checkpoints.load_latest(model, optimizer, rewrite_log=accelerator.is_main_process)
+                  if resume else (0, []))
+    guidance = GuidanceScales.parse(config.guidance)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if config.pairs_per_step % world:
+        raise ValueError(f"{config.pairs_per_step} pairs per step do not split over {world} processes; choose "
+                         f"samples_per_step as a multiple of {2 * world}")
+
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+    writer = _tensorboard(output) if accelerator.is_main_process else None
+    bar = tqdm(range(start, config.optimizer_steps), initial=start, total=config.optimizer_steps,
+               desc=f"training {style.name}", disable=not (progress and accelerator.is_main_process))
+    for step in bar:
+        started = time.time()
+        # 1. This step's frames, exemplars (alternating through all of them) and noise seeds.
+        rng = np.random.default_rng([config.seed, step])
+        pairs = config.pairs_per_step
+        frame_ids = rng.choice(len(frames), size=pairs, replace=len(frames) < pairs)
+        exemplar_ids = (step * pairs + np.arange(pairs)) % len(exemplar_stack)
+        seeds = rng.integers(0, 2**31 - 1, size=pairs)
+        local = np.arange(rank, pairs, world)
+
+        # 2-3. Sample pairs from shared initial noise and score them.
+        rollouts: list[Rollout] = []
+        model.unet.eval()
+        for chunk in np.array_split(local, max(1, math.ceil(len(local) / config.sample_batch_size))):
+            inputs = frames.frames[frame_ids[chunk]]
+            styles = exemplar_stack[exemplar_ids[chunk]]
+            cond = _concat_conditions(model.condition(inputs, styles, style.instruction))
+            chunk_seeds = [int(s) for s in seeds[chunk]]
+            latents, trajectory = model.sample(
+                cond,
+                seed=chunk_seeds * 2,
+                step_seed=[2 * s for s in chunk_seeds] + [2 * s + 1 for s in chunk_seeds],
+                num_steps=config.num_denoising_steps,
+                guidance=guidance,
+                scheduler=config.scheduler,
+                eta=config.eta,
+                return_trajectory=True,
+            )
+            edits = model.decode_latents(latents)
+            scores = _score(feedback, np.concatenate([inputs, inputs]), edits, np.concatenate([styles, styles]),
+                            style.instruction, np.concatenate([frames.masks[frame_ids[chunk]]] * 2),
+                            np.concatenate([frames.has_mask[frame_ids[chunk]]] * 2))
+            rollouts.append(Rollout(cond, trajectory.latents.cpu(), scores))
+
+        # Rank over the whole step's batch (all processes): advantages need the global mean and variance.
+        a_scores = _cat_scores([_half(r.scores, 0) for r in rollouts])
+        b_scores = _cat_scores([_half(r.scores, 1) for r in rollouts])
+        a_scores, b_scores = _gather(accelerator, a_scores), _gather(accelerator, b_scores)
+        preference = feedback.rank(a_scores, b_scores)
+        offset = rank * len(local)
+        a_wins = preference.a_preferred[offset : offset + len(local)].cpu()
+        pair_valid = preference.valid[offset : offset + len(local)].cpu()
+
+        # 4. DPO over every stochastic denoising step, accumulated over steps and pairs.
+        model.unet.train()
+        sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)
+        stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
+        normaliser = pairs * len(stochastic_steps)
+        optimizer.zero_grad(set_to_none=True)
+        total_loss, log_ratios, clamped, row = 0.0, [], 0, 0
+        for rollout in rollouts:
+            size = rollout.latents.shape[1] // 2
+            wins = a_wins[row : row + size]
+            valid = pair_valid[row : row + size].to(device)
+            row += size
+            winner = torch.where(wins, torch.arange(size), torch.arange(size) + size)
+            loser = torch.where(wins, torch.arange(size) + size, torch.arange(size))
+            for batch in torch.split(torch.arange(size), config.train_batch_size):
+                order = torch.cat([winner[batch], loser[batch]])
+                cond = rollout.cond.index(order.to(device))
+                for t in stochastic_steps:
+                    x_t = rollout.latents[t, order].to(device)
+                    x_next = rollout.latents[t + 1, order].to(device)
+                    with torch.no_grad(), model.reference_policy():
+                        ref = model.step_log_prob(cond, x_t, x_next, sampler, t, guidance)
+                    current = model.step_log_prob(cond, x_t, x_next, sampler, t, guidance)
+                    n = len(batch)
+                    losses = d3po_loss(current[:n], ref[:n], current[n:], ref[n:], config.beta, config.ratio_clamp)
+                    loss = (losses * valid[batch]).sum() / normaliser
+                    loss.backward()
+                    total_loss += loss.detach().item()
+                    ratio = (current - ref).detach()
+                    log_ratios.append(ratio.abs().mean().item())
+                    clamped += int((ratio.exp() - 1).abs().gt(config.ratio_clamp).sum())
+        for p in params:  # sum over processes: each loss was already divided by the global count
+            if p.grad is not None and world > 1:
+                p.grad = accelerator.reduce(p.grad, reduction="sum")
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+
+        # 5. Log (over all processes) and checkpoint.
+        if world > 1:
+            total_loss = float(accelerator.reduce(torch.tensor(total_loss, device=device), reduction="sum"))
+        entry = {
+            "step": step,
+            "loss": total_loss,
+            "structure": float(torch.cat([a_scores.structure, b_scores.structure]).mean()),
+            "semantic": float(torch.cat([a_scores.semantic, b_scores.semantic]).mean()),
+            "win_margin": float((preference.total_a - preference.total_b).abs().mean()),
+            "valid_pairs": float(preference.valid.float().mean()),
+            "mean_abs_log_ratio": float(np.mean(log_ratios)) if log_ratios else 0.0,
+            "clamped_fraction": clamped / max(1, 2 * len(local) * len(stochastic_steps)),
+            "grad_norm": float(grad_norm),
+            "seconds": time.time() - started,
+        }
+        log.append(entry)
+        if accelerator.is_main_process:
+            with open(output / "log.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+            if writer is not None:
+                for key, value in entry.items():
+                    writer.add_scalar(f"train/{key}", value, step)
+            checkpoints.save(step, model, optimizer, entry)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", structure=f"{entry['structure']:.3f}",
+                        semantic=f"{entry['semantic']:.3f}")
+        accelerator.wait_for_everyone()
+
+    if accelerator.is_main_process:
+        model.save_pretrained(output, exemplars=list(exemplar_stack))
+        _write_model_card(output, config, style, log, exemplar_stack)
+    return TrainResult(output, log, model)
+
+
+def _score(feedback: Feedback, inputs, edits, styles, instruction: str, masks: np.ndarray,
+           known: np.ndarray) -> FeedbackScores:
+    """Scores edits; inputs with exact (simulator) masks skip the segmenter, the others go through it."""
+    if known.all():
+        return feedback.score(inputs, edits, styles, instruction=instruction, input_masks=masks)
+    if not known.any():
+        return feedback.score(inputs, edits, styles, instruction=instruction)
+    parts = {
+        True: feedback.score(inputs[known], edits[known], styles[known], instruction=instruction,
+                             input_masks=masks[known]),
+        False: feedback.score(inputs[~known], edits[~known], styles[~known], instruction=instruction),
+    }
+    order = np.argsort(np.concatenate([np.flatnonzero(known), np.flatnonzero(~known)]), kind="stable")
+    merged = _cat_scores([parts[True], parts[False]])
+    return FeedbackScores(**{f.name: getattr(merged, f.name)[torch.as_tensor(order)] for f in fields(FeedbackScores)})
+
+
+def _half(scores: FeedbackScores, which: int) -> FeedbackScores:
+    size = len(scores) // 2
+    part = slice(which * size, (which + 1) * size)
+    return FeedbackScores(**{f.name: getattr(scores, f.name)[part] for f in fields(FeedbackScores)})
+
+
+def _gather(accelerator, scores: FeedbackScores) -> FeedbackScores:
+    if accelerator.num_processes == 1:
+        return scores
+    return FeedbackScores(**{f.name: accelerator.gather(getattr(scores, f.name).to(accelerator.device))
+                             for f in fields(FeedbackScores)})
+
+
+def _tensorboard(output: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional; the JSONL log always exists
+        return None
+    return SummaryWriter(str(output / "tensorboard"))
+
+
+def _write_model_card(output: Path, config: TrainConfig, style, log: list[dict], exemplars: np.ndarray) -> None:
+    final = log[-1] if log else {}
+    hashes = {f"exemplars/{i:02d}.png (pixels)": hashlib.sha256(e.tobytes()).hexdigest() for i, e in enumerate(exemplars)}
+    lines = [
+        f"# sim2real-edit specialist: {style.name}",
+        "",
+        f"Repaints the cabinet as **{style.material}** (`{style.instruction}`). Trained with D3PO from AI feedback",
+        f"on top of `{config.base}` ({config.optimizer_steps} optimizer steps x {config.samples_per_step} samples,",
+        f"{config.num_denoising_steps} {config.scheduler} steps).",
+        "",
+        "Load it with `EditSpecialist.from_pretrained(specialist='<this folder>')`.",
+        "",
+        "## Final scores (lower is better)",
+        f"- structure: {final.get('structure', float('nan')):.4f}",
+        f"- semantic: {final.get('semantic', float('nan')):.4f}",
+        "",
+        "## Exemplars (sha256)",
+        *[f"- {name}: {digest}" for name, digest in sorted(hashes.items())],
+        "",
+        "## Config",
+        "```json",
+        json.dumps(config.to_dict(), indent=2, default=str),
+        "```",
+        "",
+    ]
+    if config.preset == "tiny":
+        lines.insert(2, "**Tiny preset: random-weight model and judges. This demonstrates the machinery only.**\n")
+    (output / "README.md").write_text("\n".join(lines))
+
+

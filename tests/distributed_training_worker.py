@@ -1,0 +1,27 @@
+"""One process of the two-process training test (launched by torchrun from test_distributed_training.py)."""
+
+import sys
+
+import numpy as np
+import torch
+
+from sim2real_edit.d3po import tiny_config, train
+from sim2real_edit.feedback import Feedback, FeedbackConfig, GradientDepth, MeanColourEmbedder
+from sim2real_edit.frames import TrainingFrames
+
+
+def main(output_dir: str) -> None:
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    masks = np.zeros((8, 32, 32), bool)
+    masks[:, 8:24, 8:24] = True
+    feedback = Feedback(GradientDepth(), MeanColourEmbedder(), None, FeedbackConfig(style_mask="full"))
+    config = tiny_config(output_dir=output_dir, optimizer_steps=2, samples_per_step=8, num_denoising_steps=3,
+                         short_side=32, sample_batch_size=4, train_batch_size=4, learning_rate=1e-2)
+    train(config, frames=TrainingFrames(frames, masks, np.ones(8, bool), [str(i) for i in range(8)]),
+          exemplars=[np.full((32, 32, 3), (180, 120, 60), np.uint8)], feedback=feedback, progress=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
