@@ -142,3 +142,20 @@ def test_edit_settings_defaults_are_the_papers():
     settings = EditSettings()
     assert (settings.num_steps, settings.guidance, settings.short_side) == (20, (7.5, 1.5, 3.0), 256)
     assert torch.get_num_threads() == 1
+
+
+def test_composite_in_the_bounding_box_equals_the_full_frame_formula():
+    from scipy.ndimage import distance_transform_edt
+
+    rng = np.random.default_rng(1)
+    original = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    edited = rng.integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    masks = np.zeros((2, 48, 64), bool)
+    masks[0, 10:30, 5:40] = True
+    masks[1, 0:20, 0:12] = True  # touches the frame's edge
+    masks[1, 30:33, 50:64] = True
+    expected = original.copy()
+    for i, mask in enumerate(masks):
+        weight = np.clip(distance_transform_edt(mask) / 3, 0, 1)[mask][:, None]
+        expected[i][mask] = np.round(edited[i][mask] * weight + original[i][mask] * (1 - weight)).astype(np.uint8)
+    np.testing.assert_array_equal(composite(original, edited, masks, feather=3), expected)

@@ -1,0 +1,282 @@
+"""What an evaluation run evaluates, as data: policies x trials x seeds x visual domains, and its presets.
+
+`EvalConfig` holds everything that decides an episode's outcome; it is stored in the run folder, and a run
+folder only ever holds episodes of one config (its hash is on every row). `ExecutionOptions` holds what
+only changes how fast the episodes run (batch size, device, processes), so a killed run can be continued
+with other execution options and still repeat nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envs.protocol import ALL_TASKS, MAX_EPISODE_STEPS, ROBOT_POSES, DrawerTask, Trial, protocol_trials
+from envs.trial_env import parse_trial
+from policies.scripted import GRADED_SKILLS
+from sim2real_edit.real_world import checkpoint_policy_names, real_world_success
+from sim2real_edit.styles import HOME_ENV_VAR, StyleRegistry, default_home
+
+PRESETS = ("full", "tiny")
+
+UNEDITED = "unedited"
+EDITED = "edited"  # the paper's edited simulator: the specialist repaints the whole frame
+EDITED_COMPOSITED = "edited+composited"  # the edit is kept inside the simulator's exact cabinet mask only
+DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED)
+
+RT1 = "rt1"
+SCRIPTED = "scripted"
+
+_SIMPLER_IMAGE_WIDTH = 640
+_SIMPLER_FOCAL_LENGTH = 425.0
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy to evaluate.
+
+    ``name`` keys its episodes in the database (an RT-1 checkpoint's folder name, or a scripted policy's
+    name); ``real_world_name`` is its row of the real-world table (``configs/real_world.yaml``), None where
+    it has none. Scripted policies are stand-ins: their ``real_world_name`` is the policy they stand in for.
+    """
+
+    name: str
+    kind: str  # RT1 or SCRIPTED
+    real_world_name: str | None = None
+    checkpoint: str | None = None  # RT1: the checkpoint folder
+    skill: float | None = None  # SCRIPTED: skill in [0, 1] (policies.scripted)
+
+    def __post_init__(self) -> None:
+        if self.kind not in (RT1, SCRIPTED):
+            raise ValueError(f"unknown policy kind {self.kind!r}; choose {RT1!r} or {SCRIPTED!r}")
+        if self.kind == RT1 and self.checkpoint is None:
+            raise ValueError(f"the RT-1 policy {self.name!r} needs its checkpoint folder")
+        if self.kind == SCRIPTED and self.skill is None:
+            raise ValueError(f"the scripted policy {self.name!r} needs a skill in [0, 1]")
+
+    @property
+    def is_stand_in(self) -> bool:
+        return self.kind == SCRIPTED
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The episodes of a run and how each one is produced; defaults are the paper's protocol.
+
+    The run evaluates every policy on every trial, for seed indices ``0 .. seeds-1``, in every domain:
+    ``unedited`` once, and each edited variant once per style. A seed index fixes an episode's reset seed
+    (robot start jitter and the diffusion noise of its edits) together with its trial.
+    """
+
+    preset: str = "full"
+    policies: tuple[PolicySpec, ...] = ()
+    trials: tuple[str, ...] = tuple(trial.key for trial in protocol_trials())
+    seeds: int = 3
+    styles: tuple[str, ...] = field(default_factory=lambda: tuple(StyleRegistry.load().names))
+    domains: tuple[str, ...] = DOMAINS
+    max_episode_steps: int = MAX_EPISODE_STEPS
+    edit_steps: int | None = None  # denoising steps per edit; None: the env's default (paper: 20)
+    edit_short_side: int | None = None  # frames are edited at this short side; None: the env's default (256)
+    standin_camera: tuple[int, int] | None = None  # stand-in only: (width, height), SIMPLER's field of view
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # JSON values for the simulator (e.g. shader_dir)
+    sentence_encoder: str | None = None  # RT-1: TF-Hub URL or folder; None: policies.sentence_encoder's
+    action_scale: float = 1.0  # RT-1
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
+        if not self.policies:
+            raise ValueError("no policies to evaluate: give RT-1 checkpoint folders or scripted policy names")
+        names = [policy.name for policy in self.policies]
+        if len(set(names)) != len(names):
+            raise ValueError(f"policy names must be unique, got {names}; rename one of the checkpoint folders")
+        if self.preset != "tiny" and any(policy.kind == SCRIPTED for policy in self.policies):
+            raise ValueError(
+                "scripted policies read the stand-in's privileged state and run only with --preset tiny; "
+                "evaluate RT-1 checkpoints on SIMPLER"
+            )
+        unknown = [domain for domain in self.domains if domain not in DOMAINS]
+        if unknown or not self.domains:
+            raise ValueError(f"unknown domains {unknown or '(none given)'}; choose from {DOMAINS}")
+        if any(domain != UNEDITED for domain in self.domains) and not self.styles:
+            raise ValueError("edited domains need at least one style (see configs/styles.yaml)")
+        if not self.trials:
+            raise ValueError("no trials: give trial keys such as 'OpenTopDrawer/a0' or task names")
+        self.trial_list()  # an unknown task or pose names the known ones
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be at least 1, got {self.seeds}")
+        if not 1 <= self.max_episode_steps <= MAX_EPISODE_STEPS:
+            raise ValueError(
+                f"max_episode_steps must lie in [1, {MAX_EPISODE_STEPS}] (the simulator's time limit), "
+                f"got {self.max_episode_steps}"
+            )
+        if self.standin_camera is not None and self.preset != "tiny":
+            raise ValueError("standin_camera sets the stand-in's camera; it has no effect on SIMPLER, drop it")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (tuples as lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
+        values = dict(values)
+        values["policies"] = tuple(PolicySpec(**policy) for policy in values["policies"])
+        for key in ("trials", "styles", "domains"):
+            values[key] = tuple(values[key])
+        if values.get("standin_camera") is not None:
+            values["standin_camera"] = tuple(values["standin_camera"])
+        return cls(**values)
+
+    @property
+    def config_hash(self) -> str:
+        """A short hash of the config: equal configs (as JSON) give equal hashes."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def trial_list(self) -> list[Trial]:
+        return [parse_trial(key) for key in self.trials]
+
+    def domain_styles(self) -> list[tuple[str, str]]:
+        """The (domain, style) pairs of the run, in run order; the unedited domain has style ``""``."""
+        pairs = [(UNEDITED, "")] if UNEDITED in self.domains else []
+        edited = [domain for domain in (EDITED, EDITED_COMPOSITED) if domain in self.domains]
+        return pairs + [(domain, style) for style in self.styles for domain in edited]
+
+    def expected_episodes(self) -> int:
+        return len(self.policies) * len(self.trials) * self.seeds * len(self.domain_styles())
+
+    def env_options(self) -> dict[str, Any]:
+        """Keyword arguments of `envs.make_vec` that every domain of this run shares."""
+        options: dict[str, Any] = dict(self.env_kwargs)
+        if self.preset == "tiny":
+            options["preset"] = "tiny"
+        if self.edit_steps is not None:
+            options["num_steps"] = self.edit_steps
+        if self.edit_short_side is not None:
+            options["short_side"] = self.edit_short_side
+        if self.standin_camera is not None:
+            from envs.standin import DrawerStandInConfig
+
+            width, height = self.standin_camera
+            focal_length = _SIMPLER_FOCAL_LENGTH * width / _SIMPLER_IMAGE_WIDTH
+            options["config"] = DrawerStandInConfig(image_width=width, image_height=height, focal_length=focal_length)
+        return options
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How the episodes run; changing these never changes an episode's outcome."""
+
+    num_envs: int = 8
+    vectorization_mode: str = "async"  # simulators in subprocesses ("async") or in this process ("sync")
+    device: str | None = None  # of the editing specialists; None: CUDA if available
+    dtype: str | None = None  # of the editing specialists; None: float16 on CUDA, float32 on CPU
+    torch_threads: int | None = None  # torch.set_num_threads for the run; None leaves torch's default
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {self.num_envs}")
+        if self.vectorization_mode not in ("async", "sync"):
+            raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {self.vectorization_mode!r}")
+
+
+def select_trials(selection: list[str] | None) -> tuple[str, ...]:
+    """Trial keys from a selection of trial keys (``OpenTopDrawer/a0``) and task names (all nine poses);
+    None or ``["all"]``: the 54 trials of the protocol. Order and duplicates follow the protocol."""
+    if not selection or selection == ["all"]:
+        return tuple(trial.key for trial in protocol_trials())
+    chosen: set[str] = set()
+    for item in selection:
+        if "/" in item:
+            chosen.add(parse_trial(item).key)
+        else:
+            task = DrawerTask.parse(item)
+            chosen.update(Trial(task, pose).key for pose in ROBOT_POSES)
+    return tuple(trial.key for trial in protocol_trials() if trial.key in chosen)
+
+
+def spread_trials(poses_per_task: int) -> tuple[str, ...]:
+    """A subset of the protocol: every task at ``poses_per_task`` start poses, the poses spread over
+    the grid and shifted from task to task, so that together the tasks cover the poses evenly."""
+    poses = list(ROBOT_POSES)
+    step = max(len(poses) // poses_per_task, 1)
+    keys = {
+        Trial(task, poses[(index * 2 + k * step) % len(poses)]).key
+        for index, task in enumerate(ALL_TASKS)
+        for k in range(poses_per_task)
+    }
+    return tuple(trial.key for trial in protocol_trials() if trial.key in keys)
+
+
+def graded_stand_ins(names: list[str] | None = None) -> tuple[PolicySpec, ...]:
+    """The scripted policies of graded skill as stand-ins for the RT-1 checkpoints: the most skilled
+    stands in for the checkpoint with the best real-world average, and so on down."""
+    table = real_world_success()
+    checkpoints = sorted(
+        (name for name, entry in table.items() if entry.checkpoint is not None),
+        key=lambda name: table[name].average,
+        reverse=True,
+    )
+    ranked = sorted(GRADED_SKILLS.items(), key=lambda item: item[1], reverse=True)
+    stands_in_for = {name: real for (name, _), real in zip(ranked, checkpoints)}
+    chosen = list(GRADED_SKILLS) if names is None else names
+    unknown = [name for name in chosen if name not in GRADED_SKILLS]
+    if unknown:
+        raise ValueError(f"unknown scripted policies {unknown}; choose from {list(GRADED_SKILLS)}")
+    return tuple(
+        PolicySpec(name, SCRIPTED, real_world_name=stands_in_for.get(name), skill=GRADED_SKILLS[name])
+        for name in chosen
+    )
+
+
+def rt1_policies(checkpoints: list[str | Path]) -> tuple[PolicySpec, ...]:
+    """RT-1 checkpoint folders as policies, named by folder and matched to the real-world table."""
+    real_names = checkpoint_policy_names()
+    specs = []
+    for checkpoint in checkpoints:
+        folder = Path(checkpoint).expanduser().resolve()
+        specs.append(PolicySpec(folder.name, RT1, real_world_name=real_names.get(folder.name), checkpoint=str(folder)))
+    return tuple(specs)
+
+
+def default_checkpoint_root() -> Path:
+    """``$SIM2REAL_EDIT_HOME/checkpoints``, else ``~/.cache/sim2real_edit/checkpoints``."""
+    home = os.environ.get(HOME_ENV_VAR)
+    return (Path(home).expanduser() if home else default_home()) / "checkpoints"
+
+
+def full_config(**overrides: Any) -> EvalConfig:
+    """The paper's protocol: the four published RT-1 checkpoints (under `default_checkpoint_root`) x 54 trials
+    x 3 seeds x 7 styles, plus the unedited simulator, both edited variants."""
+    if "policies" not in overrides:
+        from policies.rt1 import PUBLISHED_CHECKPOINTS
+
+        overrides["policies"] = rt1_policies([default_checkpoint_root() / name for name in PUBLISHED_CHECKPOINTS])
+    return EvalConfig(**{"preset": "full", **overrides})
+
+
+#: The tiny preset's sizes, measured to finish in a few minutes on a 2-core CPU (see README).
+TINY_DEFAULTS: dict[str, Any] = {
+    "trials": spread_trials(2),
+    "seeds": 1,
+    "styles": ("wood",),
+    "max_episode_steps": 48,
+    "edit_steps": 1,
+    "edit_short_side": 32,
+    "standin_camera": (160, 128),
+}
+# Tiny models gain nothing from intra-op threads, and simulators in subprocesses only add overhead on a CPU.
+TINY_EXECUTION = ExecutionOptions(num_envs=12, vectorization_mode="sync", torch_threads=1)
+
+
+def tiny_config(**overrides: Any) -> EvalConfig:
+    """The CPU demo: the stand-in env, tiny random specialists and the graded scripted stand-ins, on a small
+    slice of the protocol. It demonstrates the machinery; its numbers say nothing about real robots."""
+    values: dict[str, Any] = {"preset": "tiny", "policies": graded_stand_ins(), **TINY_DEFAULTS}
+    values.update(overrides)
+    return EvalConfig(**values)

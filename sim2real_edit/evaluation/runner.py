@@ -1,0 +1,224 @@
+"""The episode loop: every policy on every trial and seed, in every visual domain, through the vector env.
+
+One vector env per (domain, style) is built once and reused for all policies and seeds. Each batch runs
+up to ``num_envs`` episodes of one policy; an env's episode ends when the policy says terminate, the
+simulator ends it, or at the step limit, and its result is written to the database at that step. Envs
+whose episode has ended keep stepping (the vector env resets them on its own) but are ignored until the
+batch is over, so the loop never depends on how a Gymnasium version auto-resets.
+
+An episode's reset seed is a pure function of its seed index and trial, and a random policy is seeded
+per episode, so an episode's outcome does not depend on the batch it ran in: a killed run restarted with
+the same config skips the stored episodes and runs exactly the missing ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from envs.protocol import Trial
+from policies.base import Policy
+
+from .config import EDITED_COMPOSITED, UNEDITED, EvalConfig, ExecutionOptions, PolicySpec
+from .policy_loading import load_policy
+from .results import EpisodeKey, EpisodeResult, ResultStore
+
+logger = logging.getLogger(__name__)
+
+SEED_MODULUS = 2**31 - 1
+EpisodeCallback = Callable[[EpisodeResult], None]
+
+
+def episode_reset_seed(seed_index: int, trial_key: str) -> int:
+    """The reset seed of an episode: the same for every policy and domain, so they meet the same episodes."""
+    entropy = [int(seed_index), zlib.crc32(trial_key.encode())]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % SEED_MODULUS)
+
+
+def policy_episode_seed(reset_seed: int, policy_name: str) -> int:
+    """The seed of a random policy's choices in one episode."""
+    entropy = [int(reset_seed), zlib.crc32(policy_name.encode())]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % SEED_MODULUS)
+
+
+@dataclass(frozen=True)
+class PendingEpisode:
+    policy: PolicySpec
+    domain: str
+    style: str
+    seed: int
+    trial: Trial
+
+    @property
+    def key(self) -> EpisodeKey:
+        return (self.policy.name, self.domain, self.style, self.seed, self.trial.task.name, self.trial.pose)
+
+    @property
+    def reset_seed(self) -> int:
+        return episode_reset_seed(self.seed, self.trial.key)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    episodes_run: int
+    episodes_already_done: int
+    wall_s: float
+
+
+def pending_episodes(config: EvalConfig, done: set[EpisodeKey]) -> dict[tuple[str, str], list[PendingEpisode]]:
+    """The episodes not in ``done``, grouped by (domain, style) in run order; within a group by policy,
+    then seed, then trial."""
+    trials = config.trial_list()
+    plan: dict[tuple[str, str], list[PendingEpisode]] = {}
+    for domain, style in config.domain_styles():
+        episodes = [
+            PendingEpisode(policy, domain, style, seed, trial)
+            for policy in config.policies
+            for seed in range(config.seeds)
+            for trial in trials
+        ]
+        plan[(domain, style)] = [episode for episode in episodes if episode.key not in done]
+    return plan
+
+
+def make_domain_env(config: EvalConfig, options: ExecutionOptions, domain: str, style: str, num_envs: int):
+    """The vector env of one visual domain: the plain simulator, or one style's edited variant."""
+    import envs
+
+    kwargs: dict[str, Any] = dict(config.env_options(), num_envs=num_envs,
+                                  vectorization_mode=options.vectorization_mode)
+    if domain == UNEDITED:
+        return envs.make_vec("EditedDrawer-v0", edit=False, **kwargs)
+    return envs.make_vec(
+        "EditedDrawer-v0", edit=True, style=style, composite=domain == EDITED_COMPOSITED,
+        device=options.device, dtype=options.dtype, **kwargs,
+    )
+
+
+def run_evaluation(
+    config: EvalConfig,
+    run_dir: str | Path,
+    options: ExecutionOptions | None = None,
+    on_episode: EpisodeCallback | None = None,
+) -> RunSummary:
+    """Runs the episodes of ``config`` that ``run_dir``'s database does not hold yet, writing each one the
+    moment it ends. ``on_episode`` is called after each episode is stored."""
+    options = options or ExecutionOptions()
+    started = time.perf_counter()
+    if options.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(options.torch_threads)
+    store = ResultStore.create(run_dir, config)  # refuses a folder that holds another config's episodes
+    plan = pending_episodes(config, store.done_keys())
+    to_run = sum(len(episodes) for episodes in plan.values())
+    already_done = config.expected_episodes() - to_run
+    if already_done:
+        logger.info("%d of %d episodes already in %s; running the other %d",
+                    already_done, config.expected_episodes(), store.path, to_run)
+    needed = {episode.policy.name for episodes in plan.values() for episode in episodes}
+    # Policies load before any env: RT-1 brings TensorFlow, which goes in before diffusers' imports.
+    policies = {spec.name: load_policy(spec, config) for spec in config.policies if spec.name in needed}
+
+    with tqdm(total=to_run, unit="episode", desc="episodes", disable=not options.progress) as bar:
+        for (domain, style), episodes in plan.items():
+            if not episodes:
+                continue
+            by_policy = [[e for e in episodes if e.policy.name == spec.name] for spec in config.policies]
+            num_envs = min(options.num_envs, max(len(group) for group in by_policy))
+            env = make_domain_env(config, options, domain, style, num_envs)
+            try:
+                for group in by_policy:
+                    for start in range(0, len(group), num_envs):
+                        batch = group[start : start + num_envs]
+                        bar.set_postfix_str(f"{domain} {style} {batch[0].policy.name}".replace("  ", " "))
+                        for result in run_batch(env, policies[batch[0].policy.name], batch, config):
+                            store.add(result)
+                            bar.update(1)
+                            if on_episode is not None:
+                                on_episode(result)
+            finally:
+                env.close()
+    return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started)
+
+
+def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConfig) -> Iterator[EpisodeResult]:
+    """Runs the episodes of ``batch`` (one policy, at most ``env.num_envs``) and yields each one's result
+    as it ends. Spare envs repeat the batch's episodes and are ignored."""
+    num_envs = env.num_envs
+    if not 1 <= len(batch) <= num_envs:
+        raise ValueError(f"a batch holds 1 to {num_envs} episodes, got {len(batch)}")
+    slots = [batch[index % len(batch)] for index in range(num_envs)]
+    reset_seeds = [episode.reset_seed for episode in slots]
+    env.set_next_trials([episode.trial.key for episode in slots])
+    observations, _ = env.reset(seed=reset_seeds)
+    instructions = [str(text) for text in env.call("get_language_instruction")]
+    if hasattr(policy, "seed_episodes"):
+        policy.seed_episodes([policy_episode_seed(seed, policy.name) for seed in reset_seeds])
+    policy.reset(instructions)
+
+    started = time.perf_counter()
+    finished = np.zeros(num_envs, dtype=bool)
+    finished[len(batch):] = True
+    for step in range(1, config.max_episode_steps + 1):
+        decision = policy.act(observations, instructions)
+        observations, _, terminated, truncated, info = env.step(decision.actions)
+        env_ended = np.logical_or(terminated, truncated)
+        ended = decision.terminate | env_ended | (step == config.max_episode_steps)
+        for index in np.flatnonzero(ended & ~finished):
+            finished[index] = True
+            yield _result(batch[index], info, int(index), bool(env_ended[index]), step,
+                          time.perf_counter() - started, config.config_hash)
+        if finished.all():
+            return
+
+
+def _result(
+    episode: PendingEpisode, info: dict, index: int, env_ended: bool, steps: int, wall_s: float, config_hash: str
+) -> EpisodeResult:
+    trial = _final_value(info, "trial", index, env_ended)
+    if trial != episode.trial.key:
+        raise RuntimeError(
+            f"env {index} ran trial {trial!r} but was given {episode.trial.key!r}; the vector env must apply "
+            "set_next_trials at its next reset (see envs.trial_env.DrawerTrialEnv)"
+        )
+    return EpisodeResult(
+        policy=episode.policy.name,
+        domain=episode.domain,
+        style=episode.style,
+        seed=episode.seed,
+        task=episode.trial.task.name,
+        pose=episode.trial.pose,
+        drawer=episode.trial.task.drawer,
+        action=episode.trial.task.action,
+        success=bool(_final_value(info, "success", index, env_ended)),
+        steps=steps,
+        drawer_qpos=float(_final_value(info, "drawer_qpos", index, env_ended)),
+        reset_seed=episode.reset_seed,
+        wall_s=round(wall_s, 4),
+        config_hash=config_hash,
+    )
+
+
+def _final_value(info: dict, key: str, index: int, env_ended: bool) -> Any:
+    """Env ``index``'s ``info[key]`` at the end of its episode.
+
+    Where the vector env reset an ended env within the same step, the episode's last info is under
+    ``final_info``: one dict per env in gymnasium 0.29, one batched dict in gymnasium 1.x's same-step mode.
+    Gymnasium 1.x's default (next-step) mode leaves it in ``info`` itself.
+    """
+    final = info.get("final_info") if env_ended else None
+    if final is not None:
+        if isinstance(final, dict):
+            return final[key][index]
+        return final[index][key]
+    return info[key][index]
