@@ -147,3 +147,87 @@ def tiny_base_components(seed: int = 0) -> BaseComponents:
         scheduler_config=dict(scheduler.config),
         base=f"{TINY_BASE}:{seed}",
     )
+
+
+# Stable Diffusion 1.5 / InstructPix2Pix shapes (the public configs' values).
+SD15_UNET = {
+    "sample_size": 64,
+    "in_channels": 8,
+    "out_channels": 4,
+    "down_block_types": (
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-5,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "act_fn": "silu",
+}
+SD15_VAE = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "act_fn": "silu",
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+}
+SD15_TEXT = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+    "projection_dim": 768,
+}
+SD15_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+}
+
+
+def random_sd15_components(seed: int = 0, device: torch.device | str = "cpu") -> BaseComponents:
+    """InstructPix2Pix at SD-1.5 shapes with random weights, built directly on `device` in float32: for
+    benchmarks, whose speed does not depend on the weights' values."""
+
+    tokenizer = tiny_tokenizer(model_max_length=77)  # character-level, offline; 77 tokens like CLIP's
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**SD15_UNET)
+        vae = AutoencoderKL(**SD15_VAE)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                **SD15_TEXT,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    return BaseComponents(
+        unet=unet.eval(),
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=tokenizer,
+        scheduler_config=dict(SD15_SCHEDULER),
+        base=f"random-sd15:{seed}",
+    )

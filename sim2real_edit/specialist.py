@@ -138,8 +138,6 @@ class EditSpecialist:
     def __init__(self, components: BaseComponents, config: SpecialistConfig | None = None):
         self.config = config or SpecialistConfig(base=components.base, base_revision=components.revision)
         self.unet = widen_conv_in(components.unet)
-        # conv_in stays float32; marked so, diffusers' `unet.dtype` reports the dtype the rest computes in
-        self.unet._keep_in_fp32_modules = ["conv_in"]
         self.vae = components.vae
         self.text_encoder = components.text_encoder
         self.tokenizer = components.tokenizer
@@ -478,9 +476,11 @@ class EditSpecialist:
         batch = latents.shape[0]
         model_input = sampler.scale_model_input(latents.float(), index)
         inputs = self.guidance_inputs(cond) if inputs is None else inputs
-        unet_input = torch.cat([model_input.repeat(4, 1, 1, 1).to(self.unet.dtype), inputs.conditioning], dim=1)
+        noisy = model_input.repeat(4, 1, 1, 1).to(self.unet.dtype)
+        unet_input = torch.cat([noisy, inputs.conditioning], dim=1)
         timestep = sampler.timesteps[index].to(self.device)
-        eps = (unet or self.unet)(unet_input, timestep, encoder_hidden_states=inputs.text).sample
+        network = self.unet if unet is None else unet
+        eps = network(unet_input, timestep, encoder_hidden_states=inputs.text).sample
         eps_none, eps_image, eps_image_style, eps_all = eps.float().split(batch)
         return combine_guidance(eps_none, eps_image, eps_image_style, eps_all, guidance)
 
@@ -524,12 +524,15 @@ class EditSpecialist:
                                num_steps or self.config.num_steps, eta)
         fast = self.inference
         if fast.device_timesteps:
-            sampler.timesteps = sampler.timesteps.to(self.device)  # sigmas stay on the host: read, never synced
+            # copied without a stream sync; the sigmas stay on the host, read as scalars without syncs
+            sampler.timesteps = sampler.timesteps.to(self.device, non_blocking=True)
         batch = cond.batch_size
         shape = tuple(cond.image_latents.shape[1:])
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in _seeds_for(batch, seed)]
 
         def draw(source: list[torch.Generator]) -> torch.Tensor:
+            if fast.predraw_noise:  # the same numbers, through the steps' pinned, non-blocking transfer
+                return draw_step_noise(source, 1, shape, self.device, fast.pinned_transfers)[0]
             return torch.cat([torch.randn((1, *shape), generator=g) for g in source]).to(self.device)
 
         latents = draw(generators) * sampler.init_noise_sigma
@@ -546,7 +549,8 @@ class EditSpecialist:
 
             steps = tqdm(steps, desc="denoising", leave=False)
         for index in steps:
-            eps = self.guided_noise(latents, sampler, index, cond, guidance, inputs=inputs, unet=self.compiled.unet)
+            eps = self.guided_noise(latents, sampler, index, cond, guidance, inputs=inputs,
+                                    unet=self.compiled.unet)
             noise = step_noise[index] if step_noise is not None else draw(generators)
             out = sampler.step(eps, index, latents, noise)
             latents = out.prev_sample

@@ -54,5 +54,7 @@ def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int = STYLE_CHANNE
         new.weight[:, : old.in_channels] = old.weight.float()
         new.bias.copy_(old.bias.float())
     unet.conv_in = Float32ConvIn(new)
+    # Marked as float32 so that diffusers' `unet.dtype` reports the dtype the rest of the UNet computes in.
+    unet._keep_in_fp32_modules = ["conv_in"]
     unet.register_to_config(in_channels=old.in_channels + extra_channels)
     return unet
