@@ -34,6 +34,7 @@ class EditSettings:
     composite: bool = True  # keep every pixel outside the cabinet mask exactly as rendered
     feather: int = 3  # width in pixels of the blend band just inside the mask's border
     exemplar: int = 0  # which style exemplar conditions the edits
+    fast: bool = True  # the optimised inference paths (sim2real_edit.acceleration); False: plain eager
 
 
 def composite(original: np.ndarray, edited: np.ndarray, masks: np.ndarray, feather: int) -> np.ndarray:
@@ -171,6 +172,11 @@ def load_editor(
                                                device=device, dtype=torch_dtype)
         exemplars = model.exemplars(folder) or chosen.exemplars()
     model.to(device, torch_dtype)
+    if settings.fast:
+        from sim2real_edit.acceleration import InferenceOptions
+
+        half = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(torch_dtype)
+        model.optimize(InferenceOptions.recommended(device, dtype=half))
     style_image = exemplars[settings.exemplar % len(exemplars)]
     return FrameEditor(model, style_image, settings, instruction=model.config.instruction or chosen.instruction)
 

@@ -96,6 +96,16 @@ class InferenceOptions:
             pinned_transfers=True,
         ).for_device(device)
 
+    @classmethod
+    def recommended(
+        cls, device: str | torch.device, dtype: str | None = "float16", training: bool = False
+    ) -> InferenceOptions:
+        """What the env and the trainer use: everything on a GPU; on a CPU only the paths that give
+        bit-identical results and cost nothing to set up (compiling on a CPU takes minutes)."""
+        if torch.device(device).type == "cuda":
+            return cls.fastest(device, dtype=dtype, training=training)
+        return cls(predraw_noise=True, device_timesteps=True, cache_conditioning=True)
+
     def for_device(self, device: str | torch.device) -> InferenceOptions:
         """These options with the GPU-only paths dropped when `device` is not a CUDA device: half precision
         (slower than float32 on CPUs), pinned memory, cuDNN autotuning and CUDA graphs."""

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from .acceleration import InferenceOptions
 from .components import DEFAULT_BASE
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
 from .frames import TrainingFrames
@@ -83,8 +84,10 @@ class TrainConfig:
         return data
 
     def hash(self) -> str:
-        """Identifies the run: everything that changes results (not where things are written)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in ("output_dir", "keep_checkpoints")}
+        """Identifies the run: everything that changes results (not where things are written, nor how many
+        steps it runs: step k does not depend on the total, so a finished run can be resumed for more steps)."""
+        ignored = ("output_dir", "keep_checkpoints", "optimizer_steps")
+        data = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -227,7 +230,9 @@ def build_model(config: TrainConfig, device: torch.device) -> EditSpecialist:
     else:
         model = EditSpecialist.from_pretrained(config.base)
     dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
-    return model.to(device, dtype)
+    model.to(device, dtype)
+    half = {"fp16": "float16", "bf16": "bfloat16"}.get(config.mixed_precision)
+    return model.optimize(InferenceOptions.recommended(device, dtype=half, training=True))
 
 
 def train(
@@ -291,6 +296,8 @@ def train(
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
+        # The log restarts from the checkpoint: a step logged but not checkpointed before a kill is redone.
+        (output / "log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
     writer = _tensorboard(output) if accelerator.is_main_process else None
     bar = tqdm(range(start, config.optimizer_steps), initial=start, total=config.optimizer_steps,
                desc=f"training {style.name}", disable=not (progress and accelerator.is_main_process))
