@@ -313,12 +313,14 @@ def train(
 
         # 2-3. Sample pairs from shared initial noise and score them.
         rollouts: list[Rollout] = []
+        sample_seconds = score_seconds = 0.0
         model.unet.eval()
         for chunk in np.array_split(local, max(1, math.ceil(len(local) / config.sample_batch_size))):
             inputs = frames.frames[frame_ids[chunk]]
             styles = exemplar_stack[exemplar_ids[chunk]]
             cond = _concat_conditions(model.condition(inputs, styles, style.instruction))
             chunk_seeds = [int(s) for s in seeds[chunk]]
+            phase = time.perf_counter()
             latents, trajectory = model.sample(
                 cond,
                 seed=chunk_seeds * 2,
@@ -329,10 +331,14 @@ def train(
                 eta=config.eta,
                 return_trajectory=True,
             )
-            edits = model.decode_latents(latents)
+            edits = model.decode_latents(latents)  # returns to the host: the GPU work is done
+            sample_seconds += time.perf_counter() - phase
+            phase = time.perf_counter()
             scores = _score(feedback, np.concatenate([inputs, inputs]), edits, np.concatenate([styles, styles]),
                             style.instruction, np.concatenate([frames.masks[frame_ids[chunk]]] * 2),
                             np.concatenate([frames.has_mask[frame_ids[chunk]]] * 2))
+            _synchronize(device)
+            score_seconds += time.perf_counter() - phase
             rollouts.append(Rollout(cond, trajectory.latents.cpu(), scores))
 
         # Rank over the whole step's batch (all processes): advantages need the global mean and variance.
@@ -345,6 +351,7 @@ def train(
         pair_valid = preference.valid[offset : offset + len(local)].cpu()
 
         # 4. DPO over every stochastic denoising step, accumulated over steps and pairs.
+        train_started = time.perf_counter()
         model.unet.train()
         sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)
         stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
@@ -380,6 +387,8 @@ def train(
                 p.grad = accelerator.reduce(p.grad, reduction="sum")
         grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
+        _synchronize(device)
+        train_seconds = time.perf_counter() - train_started
 
         # 5. Log (over all processes) and checkpoint.
         if world > 1:
@@ -395,6 +404,9 @@ def train(
             "clamped_fraction": clamped / max(1, 2 * len(local) * len(stochastic_steps)),
             "grad_norm": float(grad_norm),
             "seconds": time.time() - started,
+            "sample_seconds": sample_seconds,
+            "score_seconds": score_seconds,
+            "train_seconds": train_seconds,
         }
         log.append(entry)
         if accelerator.is_main_process:
@@ -429,6 +441,12 @@ def _score(feedback: Feedback, inputs, edits, styles, instruction: str, masks: n
     order = np.argsort(np.concatenate([np.flatnonzero(known), np.flatnonzero(~known)]), kind="stable")
     merged = _cat_scores([parts[True], parts[False]])
     return FeedbackScores(**{f.name: getattr(merged, f.name)[torch.as_tensor(order)] for f in fields(FeedbackScores)})
+
+
+def _synchronize(device: torch.device) -> None:
+    """Waits for queued GPU work, so that the phase timings in the log are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _half(scores: FeedbackScores, which: int) -> FeedbackScores:

@@ -1,0 +1,106 @@
+"""Time one D3PO optimizer step at full size (SD-1.5 shapes, random weights) and extrapolate to the paper.
+
+    python scripts/bench_train.py                              # GPU: 32 samples x 20 denoising steps
+    python scripts/bench_train.py --samples 64 --denoising-steps 100
+    python scripts/bench_train.py --preset tiny                # CPU smoke test
+
+Speed does not depend on the weights' values, so random weights time the real thing. The step's three
+phases (sampling, judging, DPO backward) scale linearly in samples x denoising steps, which gives the time
+of the paper's specialist (6 steps x 256 samples x 100 denoising steps); the goal is under 30 minutes on
+one H200.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PAPER = {"optimizer_steps": 6, "samples_per_step": 256, "num_denoising_steps": 100}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["full", "tiny"], default="full")
+    parser.add_argument("--samples", type=int, help="samples per optimizer step (default 32; tiny 8)")
+    parser.add_argument("--denoising-steps", type=int, help="denoising steps (default 20; tiny 3)")
+    parser.add_argument("--sample-batch", type=int, default=16, help="frames per sampling call")
+    parser.add_argument("--train-batch", type=int, default=4, help="pairs per backward pass")
+    parser.add_argument("--judges", choices=["full", "tiny", "analytic"], help="default: full on GPU, tiny on CPU")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    from sim2real_edit.components import random_sd15_components
+    from sim2real_edit.d3po import TrainConfig, build_model, tiny_config, train
+    from sim2real_edit.feedback import Feedback, FeedbackConfig
+    from sim2real_edit.frames import TrainingFrames
+    from sim2real_edit.specialist import EditSpecialist
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tiny = args.preset == "tiny"
+    samples = args.samples or (8 if tiny else 32)
+    steps = args.denoising_steps or (3 if tiny else 20)
+    judges = args.judges or ("full" if device.type == "cuda" and not tiny else "tiny")
+    overrides = {
+        "samples_per_step": samples, "num_denoising_steps": steps, "optimizer_steps": 1,
+        "sample_batch_size": args.sample_batch, "train_batch_size": args.train_batch,
+        "feedback": FeedbackConfig(style_mask="full"),
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        overrides["output_dir"] = folder
+        if tiny:
+            config = tiny_config(**overrides)
+            model = build_model(config, device)
+        else:
+            config = TrainConfig(mixed_precision="fp16" if device.type == "cuda" else "no", **overrides)
+            torch.manual_seed(config.seed)
+            model = EditSpecialist(random_sd15_components(0, device))
+            half = torch.float16 if device.type == "cuda" else torch.float32
+            model.to(device, half)
+        feedback = (Feedback.analytic(config.feedback, device) if judges == "analytic"
+                    else Feedback.from_architecture(judges, config.feedback, 0, device=device)
+                    if judges == "full" else Feedback.tiny(0, config.feedback))
+        side = config.short_side
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 256, (16, side, side * 5 // 4 // 8 * 8, 3), dtype=np.uint8)
+        masks = np.zeros(frames.shape[:3], bool)
+        masks[:, side // 4 : 3 * side // 4, side // 4 : side] = True
+        exemplars = [rng.integers(0, 256, (side, side, 3), dtype=np.uint8) for _ in range(5)]
+        started = time.perf_counter()
+        result = train(config, frames=TrainingFrames(frames, masks, np.ones(len(frames), bool),
+                                                     [str(i) for i in range(len(frames))]),
+                       exemplars=exemplars, model=model, feedback=feedback, progress=True)
+        wall = time.perf_counter() - started
+    entry = result.log[-1]
+    scale = (PAPER["samples_per_step"] / samples) * (PAPER["num_denoising_steps"] / steps)
+    per_step = (entry["sample_seconds"] + entry["train_seconds"]) * scale + entry["score_seconds"] * (
+        PAPER["samples_per_step"] / samples)
+    results = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "preset": args.preset, "judges": judges, "samples": samples, "denoising_steps": steps,
+        "sample_seconds": entry["sample_seconds"], "score_seconds": entry["score_seconds"],
+        "train_seconds": entry["train_seconds"], "step_seconds": entry["seconds"], "wall_seconds": wall,
+        "paper_step_seconds_extrapolated": per_step,
+        "paper_specialist_minutes_extrapolated": per_step * PAPER["optimizer_steps"] / 60,
+    }
+    print(f"device {results['device']}: one optimizer step, {samples} samples x {steps} denoising steps")
+    for key in ("sample_seconds", "score_seconds", "train_seconds", "step_seconds"):
+        print(f"  {key:<16} {results[key]:8.2f}")
+    print(f"extrapolated to the paper (6 x 256 samples x 100 steps): "
+          f"{results['paper_specialist_minutes_extrapolated']:.1f} minutes"
+          + ("  (tiny preset: not meaningful)" if tiny else ""))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
