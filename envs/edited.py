@@ -314,7 +314,9 @@ def make_vec(
         raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {vectorization_mode!r}")
     backend = "standin" if preset == "tiny" else "simpler"
     fns = [_TrialEnvFactory(backend, task, pose, backend_kwargs) for _ in range(num_envs)]
-    vector = gym.vector.AsyncVectorEnv(fns) if vectorization_mode == "async" else gym.vector.SyncVectorEnv(fns)
+    # "spawn": a forked child would inherit this process's Vulkan/CUDA state (SAPIEN hangs on it).
+    vector = (gym.vector.AsyncVectorEnv(fns, context="spawn") if vectorization_mode == "async"
+              else gym.vector.SyncVectorEnv(fns))
     editor = None
     if edit:
         settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,

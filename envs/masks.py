@@ -99,3 +99,22 @@ class SimulatorMasks:
             )
         masks = cabinet_mask(segmentations, self.cabinet_ids)
         return masks, masks.any(axis=(1, 2))
+
+
+class GroundedSAM2Masks:
+    """Cabinet masks found in the pixels by Grounded-SAM2 (the paper's way): works on any image, including
+    real photos and frames without segmentation, but can miss. `segmentations` is ignored."""
+
+    def __init__(self, segmenter, prompt: str = "cupboard"):
+        self.segmenter = segmenter  # sim2real_edit.feedback.GroundedSAM2 or any Segmenter
+        self.prompt = prompt
+
+    @classmethod
+    def from_pretrained(cls, prompt: str = "cupboard", **kwargs) -> GroundedSAM2Masks:
+        from sim2real_edit.feedback import GroundedSAM2
+
+        return cls(GroundedSAM2.from_pretrained(**kwargs), prompt)
+
+    def masks(self, frames: np.ndarray, segmentations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        result = self.segmenter(np.asarray(frames), self.prompt)
+        return result.masks.cpu().numpy(), result.found.cpu().numpy()
