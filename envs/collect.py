@@ -20,7 +20,7 @@ def sweep_action(step: int, seed: int) -> np.ndarray:
 
 
 def collect_frames(
-    out: str | Path,
+    out: str | Path | None,
     backend: str = "standin",
     trials: list[Trial] | None = None,
     motion_steps: int = 6,
@@ -29,7 +29,8 @@ def collect_frames(
     progress: bool = True,
     **backend_kwargs,
 ):
-    """Writes each trial's start frame and frames along a scripted sweep, with masks, as TrainingFrames."""
+    """Each trial's start frame and frames along a scripted sweep, with exact masks, as TrainingFrames
+    (written to `out` unless it is None)."""
     from tqdm.auto import tqdm
 
     from sim2real_edit.frames import TrainingFrames
@@ -56,5 +57,6 @@ def collect_frames(
     finally:
         env.close()
     collected = TrainingFrames(np.stack(frames), np.stack(masks), np.ones(len(frames), bool), names)
-    collected.save(out)
+    if out is not None:
+        collected.save(out)
     return collected

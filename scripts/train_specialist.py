@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
-from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.base:
         overrides["base"] = args.base
     config = tiny_config(**overrides) if args.preset == "tiny" else TrainConfig(**overrides)
+    if config.preset == "tiny":
+        import torch
 
+        torch.set_num_threads(1)  # tiny models gain nothing from threads, and contended threads thrash
+
+    frames = None
     if config.frames is None:
         if config.preset != "tiny":
             raise SystemExit(
@@ -61,13 +65,11 @@ def main(argv: list[str] | None = None) -> None:
             )
         from envs.collect import collect_frames
 
-        folder = Path(config.output_dir or style.specialist_dir) / "frames"
-        if not any(folder.glob("*.png")):
-            print(f"--preset tiny without --frames: collecting stand-in start frames into {folder}")
-            collect_frames(folder, "standin", motion_steps=0)
-        config.frames = str(folder)
+        # Rendered in memory by every process alike (deterministic), so launchers need no shared folder.
+        print("--preset tiny without --frames: using the stand-in's 54 protocol start frames")
+        frames = collect_frames(None, "standin", motion_steps=0, progress=False)
 
-    result = train(config, resume=args.resume)
+    result = train(config, frames=frames, resume=args.resume)
     final = result.log[-1] if result.log else {}
     print(f"specialist written to {result.output_dir} "
           f"(final structure {final.get('structure', float('nan')):.4f}, semantic {final.get('semantic', float('nan')):.4f})")

@@ -121,11 +121,15 @@ def d3po_loss(
 ) -> torch.Tensor:
     """-log sigmoid(beta log r_w - beta log r_l), r = pi / pi_ref clamped to [1 - c, 1 + c], per pair.
 
-    The clamp (as in D3PO) stops the gradient of a pair whose ratio has left the trust region.
+    The clamp (as in D3PO) stops the gradient of a pair whose ratio has left the trust region. It is applied
+    to log r, which is the same function but cannot overflow: exp of a log-ratio above ~88 is inf in float32,
+    and the clamp's zero gradient times inf would be NaN and poison every weight through the optimizer.
     """
-    ratio_w = torch.clamp(torch.exp(log_prob_w - ref_log_prob_w), 1 - ratio_clamp, 1 + ratio_clamp)
-    ratio_l = torch.clamp(torch.exp(log_prob_l - ref_log_prob_l), 1 - ratio_clamp, 1 + ratio_clamp)
-    return -F.logsigmoid(beta * torch.log(ratio_w) - beta * torch.log(ratio_l))
+    low = math.log(1 - ratio_clamp) if ratio_clamp < 1 else -math.inf
+    high = math.log1p(ratio_clamp)
+    log_ratio_w = torch.clamp(log_prob_w - ref_log_prob_w, low, high)
+    log_ratio_l = torch.clamp(log_prob_l - ref_log_prob_l, low, high)
+    return -F.logsigmoid(beta * log_ratio_w - beta * log_ratio_l)
 
 
 @dataclass
@@ -267,6 +271,7 @@ def train(
         if config.frames is None:
             raise ValueError("no training frames: pass --frames FOLDER (see scripts/collect_frames.py)")
         frames = TrainingFrames.from_folder(config.frames, config.short_side)
+    frames = frames.resized(config.short_side)
     if feedback is None:
         feedback = (Feedback.tiny(config.seed, config.feedback) if config.preset == "tiny"
                     else Feedback.from_config(config.feedback, device=device))

@@ -63,6 +63,17 @@ class TrainingFrames:
                 has_mask.append(False)
         return cls(np.stack(frames), np.stack(masks), np.array(has_mask), [p.stem for p in paths])
 
+    def resized(self, short_side: int) -> TrainingFrames:
+        """These frames at the edit size for `short_side` (aspect kept, multiples of 8); masks follow."""
+        height, width = self.frames.shape[1:3]
+        size = edit_size(height, width, short_side)
+        if size == (height, width):
+            return self
+        frames = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in self.frames])
+        masks = np.stack([np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size[::-1], Image.NEAREST)) > 127
+                          for m in self.masks])
+        return TrainingFrames(frames, masks, self.has_mask.copy(), list(self.names))
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         (folder / MASKS_DIR).mkdir(parents=True, exist_ok=True)
