@@ -3,12 +3,17 @@
     python scripts/eval_policies.py --preset tiny                        # CPU demo: stand-ins, a few minutes
     python scripts/eval_policies.py --checkpoints ckpts/rt_1_tf_trained_for_000400120 ... --run-dir runs/rt1
     python scripts/eval_policies.py --report runs/rt1                    # rebuild the report from the database
+    python scripts/eval_policies.py --ray auto --run-dir runs/rt1        # on the Ray cluster of `ray start`
 
 The full preset is the paper's protocol: the four RT-1 checkpoints (default: under
 $SIM2REAL_EDIT_HOME/checkpoints) x 54 trials x 3 seeds x 7 styles, plus the unedited simulator, in both
 edited variants ("edited": the paper's; "edited+composited": only the cabinet's exact pixels are edited).
 Every finished episode goes into RUN_DIR/episodes.sqlite at once; run the same command again after a crash
 and it continues where it stopped. RUN_DIR/report.md, report.json and plots/ hold the report.
+
+With --ray, the episodes are spread over Ray workers (one per GPU by default), each holding its policies
+and vector envs loaded once; this process stays the database's only writer, with the same resume guarantee.
+Without --ray, Ray is never imported.
 
 The tiny preset demonstrates the machinery, not real results: the CPU stand-in env, tiny random
 specialists, and scripted policies of graded skill standing in for the RT-1 checkpoints.
@@ -52,7 +57,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="device of the editing specialists (default: cuda if available)")
     parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], help="of the editing specialists")
     parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (tiny default: 1)")
-    return parser.parse_args(argv)
+    parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                        help="run on Ray: 'auto' joins the cluster of `ray start`, ray://HOST:10001 a remote one; "
+                             "no ADDRESS starts Ray on this machine")
+    parser.add_argument("--ray-workers", type=int, metavar="N",
+                        help="Ray workers (default: one per GPU of the cluster, on CPU one per CPU)")
+    parser.add_argument("--ray-gpus-per-worker", type=float, metavar="G",
+                        help="GPUs per Ray worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
+    args = parser.parse_args(argv)
+    if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
+        parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
+    return args
 
 
 def build_config(args: argparse.Namespace):
@@ -116,7 +131,14 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = Path(args.run_dir or f"runs/eval-{config.preset}")
     started = time.perf_counter()
     try:
-        summary = run_evaluation(config, run_dir, execution)
+        if args.ray is None:
+            summary = run_evaluation(config, run_dir, execution)
+        else:
+            from sim2real_edit.evaluation.distributed import RayOptions, run_evaluation_on_ray
+
+            ray_options = RayOptions(address=args.ray or None, num_workers=args.ray_workers,
+                                     gpus_per_worker=args.ray_gpus_per_worker)
+            summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
     except ConfigMismatchError as error:
         raise SystemExit(f"error: {error}") from None
     report = write_report(run_dir)
