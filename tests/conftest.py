@@ -4,7 +4,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
 # Tiny models gain nothing from intra-op threads, and on a shared 2-core runner they thrash.
 torch.set_num_threads(1)

@@ -85,6 +85,12 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value.double() - reference.double()).norm() / reference.double().norm())
 
 
+# Reassociated float32 sums (channels-last kernels, merged LoRA, another attention kernel) differ by
+# ~1e-7 per op and grow over the denoising steps; CPUs with other BLAS builds reach ~2e-5. A wrong
+# path (a dropped branch, a mis-merged LoRA) is off by more than 1e-2, so 1e-4 still separates them.
+FLOAT32_PATH_TOLERANCE = 1e-4
+
+
 @pytest.mark.parametrize(
     "switch", [{"predraw_noise": True}, {"device_timesteps": True}, {"cache_conditioning": True}]
 )
@@ -106,7 +112,7 @@ def test_layout_and_weight_switches_match_within_float_tolerance(
     model = copy.deepcopy(trained).optimize(**switch)
     outputs = run_paths(model, frames, style)
     for key in ("latents", "states"):
-        assert relative_error(outputs[key], plain_outputs[key]) < 1e-5, key
+        assert relative_error(outputs[key], plain_outputs[key]) < FLOAT32_PATH_TOLERANCE, key
     torch.testing.assert_close(outputs["log_probs"], plain_outputs["log_probs"], rtol=1e-4, atol=1e-5)
     assert np.abs(outputs["edits"].astype(int) - plain_outputs["edits"].astype(int)).max() <= 1
 
@@ -261,7 +267,7 @@ def test_trainer_sampling_runs_on_the_fast_paths_with_lora_unmerged(trained, fra
     assert not model.inference.merge_lora and model.inference.predraw_noise
     outputs = run_paths(model, frames, style)
     for key in ("latents", "states"):
-        assert relative_error(outputs[key], plain_outputs[key]) < 1e-5, key
+        assert relative_error(outputs[key], plain_outputs[key]) < FLOAT32_PATH_TOLERANCE, key
     torch.testing.assert_close(outputs["log_probs"], plain_outputs["log_probs"], rtol=1e-4, atol=1e-5)
 
 

@@ -115,28 +115,28 @@ def test_d3po_loss_prefers_raising_the_winner():
 
 
 def small_config(output_dir: Path, **overrides) -> TrainConfig:
-    values = dict(
-        output_dir=str(output_dir),
-        short_side=32,
-        num_denoising_steps=3,
-        samples_per_step=4,
-        sample_batch_size=2,
-        train_batch_size=1,
-        optimizer_steps=3,
-        learning_rate=1e-3,
-    )
+    values = {
+        "output_dir": str(output_dir),
+        "short_side": 32,
+        "num_denoising_steps": 3,
+        "samples_per_step": 4,
+        "sample_batch_size": 2,
+        "train_batch_size": 1,
+        "optimizer_steps": 3,
+        "learning_rate": 1e-3,
+    }
     values.update(overrides)
     return tiny_config(**values)
 
 
 @pytest.fixture(scope="module")
 def run_inputs() -> dict:
-    return dict(
-        frames=cabinet_frames(6, 32, seed=1),
-        exemplars=[solid_style(STYLE_COLOUR), solid_style((60, 90, 200))],
-        feedback=analytic_feedback(),
-        progress=False,
-    )
+    return {
+        "frames": cabinet_frames(6, 32, seed=1),
+        "exemplars": [solid_style(STYLE_COLOUR), solid_style((60, 90, 200))],
+        "feedback": analytic_feedback(),
+        "progress": False,
+    }
 
 
 def trainable_weights(folder: Path) -> dict[str, torch.Tensor]:
