@@ -92,7 +92,10 @@ def tiny_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
 def tiny_base_components(seed: int = 0) -> BaseComponents:
     """A random-weight InstructPix2Pix stack with SD-1.5's structure at toy width (runs in ms on a CPU).
 
-    The VAE down-samples by 8 like SD's, so image sizes behave as with the real model.
+    The VAE down-samples by 8 like SD's, so image sizes behave as with the real model. Group norms span
+    several channels per group, as in SD (10 per group in the UNet, 4-16 in the VAE): with one channel per
+    group every norm would remove each channel's mean, so neither network could shift an image's colour and
+    RL on a colour judge could not learn anything.
     """
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -121,7 +124,7 @@ def tiny_base_components(seed: int = 0) -> BaseComponents:
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
             cross_attention_dim=32,
             attention_head_dim=8,
-            norm_num_groups=32,
+            norm_num_groups=4,
         )
         vae = AutoencoderKL(
             in_channels=3,
@@ -131,7 +134,7 @@ def tiny_base_components(seed: int = 0) -> BaseComponents:
             block_out_channels=(8, 16, 16, 16),
             layers_per_block=1,
             latent_channels=4,
-            norm_num_groups=8,
+            norm_num_groups=2,
             sample_size=64,
         )
     finally:
