@@ -223,3 +223,66 @@ def test_final_folder_loads_as_a_specialist_with_model_card_and_log(tmp_path, ru
     # The weights are equal (above); the in-memory model's LoRA tensors were re-allocated for training, which
     # can round one float differently: edits agree to within one grey level.
     assert np.abs(edits.astype(int) - expected.astype(int)).max() <= 1
+
+
+# ------------------------------------------------------------------------------ proof that it learns
+
+HELD_OUT_SEED = 1_000_000  # training draws its noise seeds at random from [0, 2**31); these are not reused
+INSTRUCTION = "make the cupboard out of wood"
+
+
+def total_scores(model: EditSpecialist, frames: TrainingFrames, style: np.ndarray, rounds: int, num_steps: int):
+    """Structure + semantic score (lower is better) of fresh edits: (rounds, frames), one noise seed per edit."""
+    feedback = analytic_feedback()
+    count = len(frames.frames)
+    totals = []
+    for round_index in range(rounds):
+        seeds = [HELD_OUT_SEED + round_index * count + i for i in range(count)]
+        edits = model.edit(frames.frames, style, INSTRUCTION, num_steps=num_steps, seed=seeds)
+        scores = feedback.score(frames.frames, edits, style, input_masks=frames.masks)
+        totals.append((scores.structure + scores.semantic).numpy())
+    return np.stack(totals)
+
+
+def test_a_few_optimizer_steps_improve_fresh_edits_far_beyond_the_seed_spread(tmp_path):
+    """D3PO with image-gradient and mean-colour judges must make fresh edits (held-out frames and noise
+    seeds) score better than the untrained specialist's by many times the evaluation's seed-to-seed spread.
+
+    Settings that differ from the paper's, and why: 3 denoising steps (so a step costs seconds here); 128
+    samples per step (the preference signal must beat the noise of each sampled step); lr 1e-3 and a ratio
+    clamp of 1 (ratios in [0, 2]) so that a random tiny network moves measurably in 12 steps - with the
+    paper's clamp of 0.1 every ratio leaves the trust region after about one step at this learning rate and
+    learning stops there (the clamp itself is tested above).
+    """
+    torch.manual_seed(0)
+    model = EditSpecialist.tiny(0)
+    style = solid_style(STYLE_COLOUR)
+    held_out = cabinet_frames(8, 32, seed=123)
+    steps, rounds = 3, 32
+    before = total_scores(model, held_out, style, rounds, steps)
+
+    config = tiny_config(
+        output_dir=str(tmp_path / "learn"),
+        short_side=32,
+        num_denoising_steps=steps,
+        samples_per_step=128,
+        sample_batch_size=16,
+        train_batch_size=16,
+        optimizer_steps=12,
+        learning_rate=1e-3,
+        ratio_clamp=1.0,
+        seed=0,
+    )
+    result = train(config, frames=cabinet_frames(8, 32, seed=1), exemplars=[style], model=model,
+                   feedback=analytic_feedback(), progress=False)
+    after = total_scores(result.model, held_out, style, rounds, steps)
+
+    # Seed-to-seed spread of the untrained evaluation: how much its mean moves with another set of seeds.
+    spread = before.mean(axis=1).std(ddof=1) / math.sqrt(rounds)
+    improvement = before.mean() - after.mean()
+    assert improvement > 4 * spread, (
+        f"mean total score {before.mean():.4f} -> {after.mean():.4f}: improvement {improvement:.4f} is not "
+        f"beyond 4 x the seed-to-seed spread {spread:.4f}"
+    )
+    # The same held-out noise, edited before and after: the trained specialist wins on most seeds.
+    assert (after.mean(axis=1) < before.mean(axis=1)).mean() > 0.75
