@@ -146,19 +146,7 @@ def build_components(config: BenchConfig, device: torch.device, seed: int) -> Ba
 
 
 def stock_pipeline(components: BaseComponents, dtype: torch.dtype):
-    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
-
-    pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=components.vae,
-        text_encoder=components.text_encoder,
-        tokenizer=components.tokenizer,
-        unet=components.unet,
-        scheduler=EulerAncestralDiscreteScheduler.from_config(components.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = components.instruct_pix2pix_pipeline()
     if dtype != torch.float32:
         pipe.to(dtype=dtype)
     return pipe

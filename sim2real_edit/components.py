@@ -27,6 +27,24 @@ class BaseComponents:
     base: str
     revision: str | None = None
 
+    def instruct_pix2pix_pipeline(self):
+        """diffusers' own InstructPix2Pix pipeline on these weights (Euler-ancestral, no safety checker, no
+        progress bar): the reference an untrained specialist must match, and the benchmarks' baseline."""
+        from diffusers import StableDiffusionInstructPix2PixPipeline
+
+        pipe = StableDiffusionInstructPix2PixPipeline(
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=self.unet,
+            scheduler=EulerAncestralDiscreteScheduler.from_config(self.scheduler_config),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
 
 def load_base_components(
     base: str = DEFAULT_BASE, revision: str | None = None, dtype: torch.dtype = torch.float32

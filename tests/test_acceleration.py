@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (
-    EulerAncestralDiscreteScheduler,
-    StableDiffusionInstructPix2PixPipeline,
     UNet2DConditionModel,
 )
 from PIL import Image
@@ -175,17 +173,7 @@ def test_in_chunks_splits_only_when_needed():
 
 def test_optimised_path_keeps_batch_invariance_and_matches_diffusers_pipeline(frames, style):
     base = tiny_base_components(0)
-    pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=base.vae,
-        text_encoder=base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=base.unet,
-        scheduler=EulerAncestralDiscreteScheduler.from_config(base.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = base.instruct_pix2pix_pipeline()
     expected = pipe(
         INSTRUCTION,
         image=Image.fromarray(frames[0]),

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+from diffusers import DDIMScheduler, EulerAncestralDiscreteScheduler
 from PIL import Image
 
 from sim2real_edit import (
@@ -45,17 +45,7 @@ def perturb_trainable(model: EditSpecialist, seed: int = 0, scale: float = 0.05)
 
 def test_untrained_specialist_matches_instruct_pix2pix_pipeline(frames, style):
     base = tiny_base_components(0)
-    pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=base.vae,
-        text_encoder=base.text_encoder,
-        tokenizer=base.tokenizer,
-        unet=base.unet,
-        scheduler=EulerAncestralDiscreteScheduler.from_config(base.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = base.instruct_pix2pix_pipeline()
     expected_latents = pipe(
         INSTRUCTION,
         image=Image.fromarray(frames[0]),
@@ -250,11 +240,7 @@ def test_save_and_load_give_bit_identical_edits(tmp_path, frames, style):
 
 def test_base_loads_from_a_local_diffusers_folder(tmp_path, frames, style):
     base = tiny_base_components(0)
-    pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-        scheduler=EulerAncestralDiscreteScheduler.from_config(base.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    pipe = base.instruct_pix2pix_pipeline()
     pipe.save_pretrained(tmp_path / "ip2p")
     loaded = EditSpecialist.from_pretrained(base=str(tmp_path / "ip2p"))
     np.testing.assert_array_equal(
