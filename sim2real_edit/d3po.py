@@ -30,6 +30,7 @@ from .feedback import Feedback, FeedbackConfig, FeedbackScores
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
 from .specialist import EditCondition, EditSpecialist
+from .training_curves import save_training_curves
 
 PRESETS = ("full", "tiny")
 
@@ -421,6 +422,7 @@ def train(
                 for key, value in entry.items():
                     writer.add_scalar(f"train/{key}", value, step)
             checkpoints.save(step, model, optimizer, entry)
+            save_training_curves(log, output / "training_curves.png")
         bar.set_postfix(loss=f"{entry['loss']:.4f}", structure=f"{entry['structure']:.3f}",
                         semantic=f"{entry['semantic']:.3f}")
         accelerator.wait_for_everyone()
@@ -490,6 +492,8 @@ def _write_model_card(output: Path, config: TrainConfig, style, log: list[dict],
         "## Final scores (lower is better)",
         f"- structure: {final.get('structure', float('nan')):.4f}",
         f"- semantic: {final.get('semantic', float('nan')):.4f}",
+        "",
+        "![scores, loss, log-ratios and gradient norm per optimizer step](training_curves.png)",
         "",
         "## Exemplars (sha256)",
         *[f"- {name}: {digest}" for name, digest in sorted(hashes.items())],

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from sim2real_edit.d3po import TrainConfig, d3po_loss, tiny_config, train
 from sim2real_edit.feedback import Feedback, FeedbackConfig
 from sim2real_edit.frames import TrainingFrames
 from sim2real_edit.specialist import EditSpecialist
+from sim2real_edit.training_curves import PANELS, read_log, save_training_curves, training_figure
 
 STYLE_COLOUR = (200, 140, 30)
 
@@ -144,9 +146,9 @@ def trainable_weights(folder: Path) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
 
 
-def read_log(folder: Path) -> list[dict]:
+def log_without_times(folder: Path) -> list[dict]:
     """The JSONL log without wall-clock times."""
-    entries = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    entries = read_log(folder)
     return [{k: v for k, v in entry.items() if not k.endswith("seconds")} for entry in entries]
 
 
@@ -172,7 +174,7 @@ def test_resumed_runs_give_the_weights_and_log_of_an_uninterrupted_run(tmp_path,
         patch.setattr(d3po.Checkpoints, "save", die_at_step_1)
         with pytest.raises(Killed):
             train(small_config(tmp_path / "killed"), **run_inputs)
-    assert [entry["step"] for entry in read_log(tmp_path / "killed")] == [0, 1]
+    assert [entry["step"] for entry in log_without_times(tmp_path / "killed")] == [0, 1]
     resumed = train(small_config(tmp_path / "killed"), resume=True, **run_inputs)
 
     # A finished 1-step run extended to 3 steps.
@@ -187,7 +189,7 @@ def test_resumed_runs_give_the_weights_and_log_of_an_uninterrupted_run(tmp_path,
         assert weights.keys() == expected.keys()
         for key, value in expected.items():
             torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-6, msg=f"{name}: {key}")
-        assert read_log(tmp_path / name) == read_log(tmp_path / "straight")
+        assert log_without_times(tmp_path / name) == log_without_times(tmp_path / "straight")
     for result in (resumed, extended):
         assert [e["step"] for e in result.log] == [0, 1, 2]
 
@@ -212,6 +214,7 @@ def test_final_folder_loads_as_a_specialist_with_model_card_and_log(tmp_path, ru
 
     card = (folder / "README.md").read_text()
     assert "wood" in card and "Final scores" in card and "sha256" in card
+    assert "training_curves.png" in card and (folder / "training_curves.png").is_file()
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log] == [0, 1]
     for key in ("loss", "structure", "semantic", "win_margin", "grad_norm"):
@@ -286,3 +289,26 @@ def test_a_few_optimizer_steps_improve_fresh_edits_far_beyond_the_seed_spread(tm
     )
     # The same held-out noise, edited before and after: the trained specialist wins on most seeds.
     assert (after.mean(axis=1) < before.mean(axis=1)).mean() > 0.75
+
+
+def test_training_curves_draw_every_logged_value_per_step(tmp_path):
+    log = [
+        {"step": 0, "structure": 0.05, "semantic": 1.6, "loss": 0.69, "mean_abs_log_ratio": 0.0,
+         "clamped_fraction": 0.0, "grad_norm": 1.3},
+        {"step": 1, "structure": 0.04, "semantic": 1.5, "loss": 0.68, "mean_abs_log_ratio": 0.2,
+         "clamped_fraction": 0.1, "grad_norm": 0.9},
+    ]
+    figure = training_figure(log)
+    drawn = {line.get_label(): list(line.get_ydata()) for ax in figure.axes for line in ax.get_lines()}
+    for _, keys in PANELS:
+        for key in keys:
+            assert drawn[key] == [entry[key] for entry in log], key
+    path = save_training_curves(log, tmp_path / "curves.png")
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 400
+    with pytest.raises(ValueError, match="empty"):
+        training_figure([])
+    with pytest.raises(FileNotFoundError, match="train_specialist"):
+        read_log(tmp_path)
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
+    assert read_log(tmp_path) == log
