@@ -1,5 +1,6 @@
-"""One process of the two-process training test (launched by torchrun from test_distributed_training.py)."""
+"""One process of the two-process training test (launched by accelerate from test_distributed_training.py)."""
 
+import os
 import sys
 
 import numpy as np
@@ -12,6 +13,11 @@ from sim2real_edit.frames import TrainingFrames
 
 def main(output_dir: str) -> None:
     torch.set_num_threads(1)
+    # argv[2]: how many processes the launcher must have started (a launcher that silently starts one
+    # would make the comparison with the one-process run pass trivially).
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != int(sys.argv[2]):
+        raise SystemExit(f"expected {sys.argv[2]} processes, the launcher started {world}")
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     masks = np.zeros((8, 32, 32), bool)
