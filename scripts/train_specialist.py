@@ -11,6 +11,7 @@ The result is a specialist folder (save_pretrained) with a model card, log.jsonl
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import fields
 
 
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         frames = collect_frames(None, "standin", motion_steps=0, progress=False)
 
     result = train(config, frames=frames, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under a launcher, one process reports
+        return
     final = result.log[-1] if result.log else {}
     print(f"specialist written to {result.output_dir} "
           f"(final structure {final.get('structure', float('nan')):.4f}, semantic {final.get('semantic', float('nan')):.4f})")

@@ -183,7 +183,9 @@ class Checkpoints:
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
             tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
-            save_file(tensors, str(path))
+            partial = path.with_name(".reference.partial")
+            save_file(tensors, str(partial))
+            partial.replace(path)  # a run killed mid-write leaves no half-written reference behind
 
     def load_reference(self, model: EditSpecialist) -> None:
         """Restores the pre-training weights (the DPO reference) before the first checkpoint is loaded."""
@@ -267,7 +269,9 @@ def train(
             f"{output} already holds checkpoints of a run; pass --resume to continue it, or choose another --output"
         )
 
-    exemplars = exemplars if exemplars is not None else style.exemplars()
+    if exemplars is None:
+        with accelerator.main_process_first():  # one process writes the procedural default set if needed
+            exemplars = style.exemplars()
     if frames is None:
         if config.frames is None:
             raise ValueError("no training frames: pass --frames FOLDER (see scripts/collect_frames.py)")
@@ -286,7 +290,8 @@ def train(
     if resume and checkpoints.steps():
         checkpoints.load_reference(model)  # the reference policy is the weights before the first step
     params = model.prepare_for_training()
-    checkpoints.save_reference(model)
+    if accelerator.is_main_process:
+        checkpoints.save_reference(model)
     if config.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas),

@@ -129,7 +129,11 @@ class Style:
                 self.texture, (size, size), self._exemplar_seed(seed, index), **self.texture_params
             )
             path = folder / f"{PROCEDURAL_PREFIX}{index:02d}.png"
-            Image.fromarray(image).save(path)
+            # Written under another name and renamed: a reader (another training process) never sees half
+            # a file, and processes writing the same default set at once just replace identical files.
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            Image.fromarray(image).save(partial, format="PNG")
+            partial.replace(path)
             paths.append(path)
         return paths
 

@@ -25,8 +25,10 @@ def main(output_dir: str) -> None:
     feedback = Feedback(GradientDepth(), MeanColourEmbedder(), None, FeedbackConfig(style_mask="full"))
     config = tiny_config(output_dir=output_dir, optimizer_steps=2, samples_per_step=8, num_denoising_steps=3,
                          short_side=32, sample_batch_size=4, train_batch_size=4, learning_rate=1e-2)
+    # No exemplars given: the style registry writes its procedural set on first use, which under a launcher
+    # must happen once (main process first), not as a race where one process reads another's half file.
     train(config, frames=TrainingFrames(frames, masks, np.ones(8, bool), [str(i) for i in range(8)]),
-          exemplars=[np.full((32, 32, 3), (180, 120, 60), np.uint8)], feedback=feedback, progress=False)
+          feedback=feedback, progress=False)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ def run(args: list[str], home: Path, **extra_env: str) -> None:
 
 @pytest.mark.slow
 def test_two_process_training_equals_one_process(tmp_path):
-    run([sys.executable, str(WORKER), str(tmp_path / "one"), "1"], tmp_path / "home")
+    run([sys.executable, str(WORKER), str(tmp_path / "one"), "1"], tmp_path / "home_one")
     # accelerate's own multi-GPU launcher (torchrun underneath), told to use the CPU: `accelerate launch
     # --cpu` alone starts one process, since accelerate spreads CPU jobs with mpirun and a hostfile.
     run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-         "29517", str(WORKER), str(tmp_path / "two"), "2"], tmp_path / "home", ACCELERATE_USE_CPU="1")
+         "29517", str(WORKER), str(tmp_path / "two"), "2"], tmp_path / "home_two", ACCELERATE_USE_CPU="1")
 
     one = load_file(str(tmp_path / "one" / "specialist_weights.safetensors"))
     two = load_file(str(tmp_path / "two" / "specialist_weights.safetensors"))

@@ -108,6 +108,8 @@ def test_generation_is_deterministic_per_seed_and_differs_by_seed_and_material(r
     marble.write_default_exemplars(tmp_path / "b", count=2, size=48, seed=7)
     marble.write_default_exemplars(tmp_path / "c", count=2, size=48, seed=8)
     assert _file_bytes(tmp_path / "a") == _file_bytes(tmp_path / "b")
+    # Written under temporary names and renamed into place: nothing else is left in the folder.
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["procedural_00.png", "procedural_01.png"]
     assert _file_bytes(tmp_path / "a")[0] != _file_bytes(tmp_path / "c")[0]
     registry.get("black_marble").write_default_exemplars(tmp_path / "d", count=2, size=48, seed=7)
     white = np.asarray(Image.open(tmp_path / "a" / "procedural_00.png")).astype(float)
