@@ -251,11 +251,11 @@ def test_a_few_optimizer_steps_improve_fresh_edits_far_beyond_the_seed_spread(tm
     """D3PO with image-gradient and mean-colour judges must make fresh edits (held-out frames and noise
     seeds) score better than the untrained specialist's by many times the evaluation's seed-to-seed spread.
 
-    Settings that differ from the paper's, and why: 3 denoising steps (so a step costs seconds here); 128
-    samples per step (the preference signal must beat the noise of each sampled step); lr 1e-3 and a ratio
-    clamp of 1 (ratios in [0, 2]) so that a random tiny network moves measurably in 12 steps - with the
-    paper's clamp of 0.1 every ratio leaves the trust region after about one step at this learning rate and
-    learning stops there (the clamp itself is tested above).
+    The paper's beta, ratio clamp, weight decay and gradient clip; what differs, and why: 3 denoising steps
+    (a step costs seconds here), 128 samples per step (the preference signal must beat the noise of each
+    sampled step) and lr 1e-3 (lr 1e-4 moves a random tiny network by less than the spread in 12 steps).
+    At lr 1e-3 every ratio has left the clamp after two steps; from then on AdamW's momentum carries the
+    first steps' preference gradient (the log's clamped_fraction shows it). Measured: 1.638 -> 1.518, 13x.
     """
     torch.manual_seed(0)
     model = EditSpecialist.tiny(0)
@@ -273,7 +273,6 @@ def test_a_few_optimizer_steps_improve_fresh_edits_far_beyond_the_seed_spread(tm
         train_batch_size=16,
         optimizer_steps=12,
         learning_rate=1e-3,
-        ratio_clamp=1.0,
         seed=0,
     )
     result = train(config, frames=cabinet_frames(8, 32, seed=1), exemplars=[style], model=model,
