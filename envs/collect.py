@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .masks import cabinet_mask
 from .protocol import Trial, protocol_trials
+from .simpler import POLICY_CAMERA
 from .trial_env import DrawerTrialEnv
-
-CAMERA = "overhead_camera"
 
 
 def sweep_action(step: int, seed: int) -> np.ndarray:
@@ -40,9 +40,9 @@ def collect_frames(
     frames, masks, names = [], [], []
 
     def keep(obs: dict, name: str) -> None:
-        camera = obs["image"][CAMERA]
+        camera = obs["image"][POLICY_CAMERA]
         frames.append(camera["rgb"])
-        masks.append(np.isin(camera["Segmentation"][..., 1], env.cabinet_ids()))
+        masks.append(cabinet_mask(camera["Segmentation"], env.cabinet_ids()))
         names.append(name)
 
     try:

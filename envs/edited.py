@@ -15,12 +15,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from PIL import Image
 
-from .trial_env import DrawerTrialEnv, stacked_masks
+from sim2real_edit.images import resize_batch
+from sim2real_edit.seeding import SEED_MODULUS, derive_seed
 
-POLICY_CAMERA = "overhead_camera"
-SEED_MODULUS = 2**31 - 1
+from .masks import cabinet_mask
+from .simpler import POLICY_CAMERA
+from .trial_env import DrawerTrialEnv
 
 
 @dataclass
@@ -83,19 +84,16 @@ class FrameEditor:
         frames = np.asarray(frames)
         height, width = frames.shape[1:3]
         size = edit_size(height, width, self.settings.short_side)
-        small = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in frames]) \
-            if size != (height, width) else frames
         edited = self.specialist.edit(
-            small,
+            resize_batch(frames, size),
             self.style_image,
             instruction=self.instruction,
             num_steps=self.settings.num_steps,
             guidance=self.settings.guidance,
-            seed=[int(s) for s in seeds],
+            seed=seeds,
             scheduler=self.settings.scheduler,
         )
-        if size != (height, width):
-            edited = np.stack([np.asarray(Image.fromarray(e).resize((width, height), Image.BICUBIC)) for e in edited])
+        edited = resize_batch(edited, (height, width))
         if self.settings.composite:
             if masks is None:
                 raise ValueError("compositing needs the cabinet masks: pass masks, or set composite=False")
@@ -103,11 +101,16 @@ class FrameEditor:
         return edited
 
 
+def _with_camera_rgb(obs: dict, camera: str, rgb: np.ndarray) -> dict:
+    """`obs` with the camera's RGB frame replaced (nothing else is copied or changed)."""
+    return {**obs, "image": {**obs["image"], camera: {**obs["image"][camera], "rgb": rgb}}}
+
+
 def episode_seed(reset_seed: int | None, rng: np.random.Generator) -> int:
     """The diffusion seed of an episode: fixed for all its frames (no flicker), derived from the reset seed."""
     if reset_seed is None:
         return int(rng.integers(0, SEED_MODULUS))
-    return int(np.random.SeedSequence([int(reset_seed), 0x5EED]).generate_state(1)[0] % SEED_MODULUS)
+    return derive_seed(reset_seed, 0x5EED)
 
 
 class EditObservation(gym.Wrapper):
@@ -119,21 +122,22 @@ class EditObservation(gym.Wrapper):
         self.camera = camera
         self._seed = 0
         self._rng = np.random.default_rng()
+        self._cabinet_ids: tuple[int, ...] = ()
 
     def _edit(self, obs: dict, info: dict) -> tuple[dict, dict]:
         frame = obs["image"][self.camera]["rgb"]
         masks = None
         if self.editor.settings.composite:
-            masks = stacked_masks(obs["image"][self.camera]["Segmentation"][None], [self.env.unwrapped.cabinet_ids()])
+            masks = cabinet_mask(obs["image"][self.camera]["Segmentation"], self._cabinet_ids)[None]
         edited = self.editor.edit(frame[None], [self._seed], masks)[0]
-        obs = {**obs, "image": {**obs["image"], self.camera: {**obs["image"][self.camera], "rgb": edited}}}
-        return obs, {**info, "unedited_rgb": frame, "edit_seed": self._seed}
+        return _with_camera_rgb(obs, self.camera, edited), {**info, "unedited_rgb": frame, "edit_seed": self._seed}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self._seed = episode_seed(seed, self._rng)
         obs, info = self.env.reset(seed=seed, options=options)
+        self._cabinet_ids = self.env.unwrapped.cabinet_ids()  # fixed until the next reset rebuilds the scene
         return self._edit(obs, info)
 
     def step(self, action):
@@ -241,6 +245,11 @@ class EditedVectorEnv:
         self.single_action_space = vector_env.single_action_space
         self._rng = np.random.default_rng()
         self._seeds = [0] * self.num_envs
+        self._cabinet_ids: list[tuple[int, ...]] | None = None  # per env, read again after any reset
+        # Gymnasium 1.x resets an ended env on the *next* step (its last frame still belongs to the old
+        # episode); 0.29 resets within the same step. The edit seed must change exactly with the episode.
+        self._resets_on_next_step = str(vector_env.metadata.get("autoreset_mode", "")).endswith("NEXT_STEP")
+        self._ended = np.zeros(self.num_envs, bool)
 
     def _edit(self, obs: dict, info: dict) -> tuple[dict, dict]:
         if self.editor is None:
@@ -248,11 +257,13 @@ class EditedVectorEnv:
         frames = obs["image"][self.camera]["rgb"]
         masks = None
         if self.editor.settings.composite:
-            ids = list(self.env.call("cabinet_ids"))
-            masks = stacked_masks(obs["image"][self.camera]["Segmentation"], ids)
+            if self._cabinet_ids is None:
+                self._cabinet_ids = list(self.env.call("cabinet_ids"))
+            segmentations = obs["image"][self.camera]["Segmentation"]
+            masks = np.stack([cabinet_mask(seg, ids) for seg, ids in zip(segmentations, self._cabinet_ids)])
         edited = self.editor.edit(frames, self._seeds, masks)
-        obs = {**obs, "image": {**obs["image"], self.camera: {**obs["image"][self.camera], "rgb": edited}}}
-        return obs, {**info, "unedited_rgb": frames, "edit_seed": np.array(self._seeds)}
+        info = {**info, "unedited_rgb": frames, "edit_seed": np.array(self._seeds)}
+        return _with_camera_rgb(obs, self.camera, edited), info
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if seed is None:
@@ -264,13 +275,20 @@ class EditedVectorEnv:
             seeds = [int(s) for s in seed]
             self._rng = np.random.default_rng(seeds)
         self._seeds = [episode_seed(s, self._rng) for s in seeds]
+        self._ended[:] = False
+        self._cabinet_ids = None
         obs, info = self.env.reset(seed=seeds if seed is not None else None, options=options)
         return self._edit(obs, info)
 
     def step(self, actions: np.ndarray):
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        for i in np.flatnonzero(np.logical_or(terminated, truncated)):
+        ended = np.logical_or(terminated, truncated)
+        reset_now = self._ended if self._resets_on_next_step else ended
+        self._ended = ended
+        for i in np.flatnonzero(reset_now):
             self._seeds[i] = episode_seed(None, self._rng)
+        if reset_now.any():
+            self._cabinet_ids = None
         obs, info = self._edit(obs, info)
         return obs, reward, terminated, truncated, info
 

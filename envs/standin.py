@@ -44,8 +44,9 @@ from envs.protocol import (
     DrawerTask,
     check_pose,
 )
+from envs.simpler import POLICY_CAMERA
 
-CAMERA_NAME = "overhead_camera"
+CAMERA_NAME = POLICY_CAMERA
 _OBS_MODES = ("rgbd", "state_dict")
 #: Direction (world frame) in which every drawer slides out; a pull moves the tcp along it.
 PULL_DIRECTION = np.array([1.0, 0.0, 0.0])

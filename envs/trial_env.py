@@ -3,7 +3,7 @@
 SIMPLER fixes the task (env class) and the real background overlay (per robot pose) when an env is made,
 so a different trial needs a different underlying env. This env makes them as needed (one at a time)
 and picks the trial from, in order: `reset(options={"trial": Trial | "OpenTopDrawer/a0"})`, a trial set with
-`set_next_trial` (per env of a vector env via `set_attr("next_trial", [...])`), the fixed `task`/`pose`
+the `next_trial` attribute (per env of a vector env via `set_attr("next_trial", [...])`), the fixed `task`/`pose`
 given at construction, or the protocol by seed (trial = protocol[seed % 54]).
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import gymnasium as gym
-import numpy as np
 
 from .masks import cabinet_segmentation_ids
 from .protocol import DrawerTask, Trial, check_pose, protocol_trials
@@ -64,9 +63,6 @@ class DrawerTrialEnv(gym.Env):
 
         return make_simpler_drawer(trial.task, trial.pose, **self.backend_kwargs)
 
-    def set_next_trial(self, trial: Trial | str | None) -> None:
-        self.next_trial = trial
-
     def _choose_trial(self, seed: int | None, options: dict) -> Trial:
         if "trial" in options:
             return parse_trial(options["trial"])
@@ -117,8 +113,3 @@ class DrawerTrialEnv(gym.Env):
 
     def close(self):
         self._env.close()
-
-
-def stacked_masks(segmentations: np.ndarray, ids_per_env: list[tuple[int, ...]]) -> np.ndarray:
-    """Cabinet masks (N, H, W) from stacked segmentations (N, H, W, 4) and each env's cabinet ids."""
-    return np.stack([np.isin(seg[..., 1], ids) for seg, ids in zip(segmentations, ids_per_env)])

@@ -27,26 +27,24 @@ from tqdm.auto import tqdm
 from envs.protocol import Trial
 from policies.base import Policy
 
+from ..seeding import derive_seed
 from .config import EDITED_COMPOSITED, UNEDITED, EvalConfig, ExecutionOptions, PolicySpec
 from .policy_loading import load_policy
 from .results import EpisodeKey, EpisodeResult, ResultStore
 
 logger = logging.getLogger(__name__)
 
-SEED_MODULUS = 2**31 - 1
 EpisodeCallback = Callable[[EpisodeResult], None]
 
 
 def episode_reset_seed(seed_index: int, trial_key: str) -> int:
     """The reset seed of an episode: the same for every policy and domain, so they meet the same episodes."""
-    entropy = [int(seed_index), zlib.crc32(trial_key.encode())]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % SEED_MODULUS)
+    return derive_seed(seed_index, zlib.crc32(trial_key.encode()))
 
 
 def policy_episode_seed(reset_seed: int, policy_name: str) -> int:
     """The seed of a random policy's choices in one episode."""
-    entropy = [int(reset_seed), zlib.crc32(policy_name.encode())]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0] % SEED_MODULUS)
+    return derive_seed(reset_seed, zlib.crc32(policy_name.encode()))
 
 
 @dataclass(frozen=True)
