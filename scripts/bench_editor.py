@@ -234,8 +234,6 @@ def unet_step_call(model: EditSpecialist, frames: np.ndarray, style: np.ndarray,
     """One guided denoising step as the sampling loop makes it under the model's current options."""
     cond = model.condition(frames, style, INSTRUCTION)
     sampler = model.make_sampler(num_steps=config.num_steps)
-    if model.inference.device_timesteps:
-        sampler.timesteps = sampler.timesteps.to(model.device)
     inputs = model.guidance_inputs(cond) if model.inference.cache_conditioning else None
     generator = torch.Generator().manual_seed(0)
     latents = (torch.randn(cond.image_latents.shape, generator=generator) * sampler.init_noise_sigma).to(

@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> dict:
     from sim2real_edit.d3po import TrainConfig, build_model, tiny_config, train
     from sim2real_edit.feedback import Feedback, FeedbackConfig
     from sim2real_edit.frames import TrainingFrames
-    from sim2real_edit.specialist import EditSpecialist
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tiny = args.preset == "tiny"
@@ -50,7 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     steps = args.denoising_steps or (3 if tiny else 20)
     judges = args.judges or ("full" if device.type == "cuda" and not tiny else "tiny")
     overrides = {
-        "samples_per_step": samples, "num_denoising_steps": steps, "optimizer_steps": 1,
+        # On a GPU the trainer compiles the UNet during its first step: time the second one.
+        "samples_per_step": samples, "num_denoising_steps": steps,
+        "optimizer_steps": 2 if device.type == "cuda" and not tiny else 1,
         "sample_batch_size": args.sample_batch, "train_batch_size": args.train_batch,
         "feedback": FeedbackConfig(style_mask="full"),
     }
@@ -61,10 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
             model = build_model(config, device)
         else:
             config = TrainConfig(mixed_precision="fp16" if device.type == "cuda" else "no", **overrides)
-            torch.manual_seed(config.seed)
-            model = EditSpecialist(random_sd15_components(0, device))
-            half = torch.float16 if device.type == "cuda" else torch.float32
-            model.to(device, half)
+            model = build_model(config, device, random_sd15_components(0, device))
         feedback = (Feedback.analytic(config.feedback, device) if judges == "analytic"
                     else Feedback.from_architecture(judges, config.feedback, 0, device=device)
                     if judges == "full" else Feedback.tiny(0, config.feedback))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .acceleration import InferenceOptions
-from .components import DEFAULT_BASE
+from .components import DEFAULT_BASE, BaseComponents
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
@@ -194,9 +194,7 @@ class Checkpoints:
             for key, value in model.trainable_state_dict().items():
                 value.copy_(tensors[key])
 
-    def load_latest(
-        self, model: EditSpecialist, optimizer: torch.optim.Optimizer, rewrite_log: bool = True
-    ) -> tuple[int, list[dict]]:
+    def load_latest(self, model: EditSpecialist, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
         """Loads the newest complete checkpoint; returns (next step, log so far)."""
         steps = self.steps()
         if not steps:
@@ -216,11 +214,8 @@ class Checkpoints:
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=model.device))
         log_path = self.folder.parent / "log.jsonl"
         log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-        log = [entry for entry in log if entry["step"] <= state["step"]]
         # A crash between logging a step and checkpointing it leaves a line that the rerun will write again.
-        if rewrite_log:
-            log_path.write_text("".join(json.dumps(entry) + "\n" for entry in log))
-        return state["step"] + 1, log
+        return state["step"] + 1, [entry for entry in log if entry["step"] <= state["step"]]
 
 
 @dataclass
@@ -230,9 +225,13 @@ class TrainResult:
     model: EditSpecialist
 
 
-def build_model(config: TrainConfig, device: torch.device) -> EditSpecialist:
+def build_model(config: TrainConfig, device: torch.device, components: BaseComponents | None = None) -> EditSpecialist:
+    """The specialist `train` starts from, on the trainer's inference paths; `components` replace the base
+    that `config` names (e.g. random SD-1.5-shaped weights for benchmarks)."""
     torch.manual_seed(config.seed)  # the style attention's initial weights
-    if config.preset == "tiny":
+    if components is not None:
+        model = EditSpecialist(components)
+    elif config.preset == "tiny":
         model = EditSpecialist.tiny(0)
     else:
         model = EditSpecialist.from_pretrained(config.base)
@@ -296,9 +295,11 @@ def train(
         model.unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas),
                                   weight_decay=config.weight_decay)
-    start, log = (checkpoints.load_latest(model, optimizer, rewrite_log=accelerator.is_main_process)
-                  if resume else (0, []))
+    start, log = checkpoints.load_latest(model, optimizer) if resume else (0, [])
     guidance = GuidanceScales.parse(config.guidance)
+    sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)  # holds no state
+    stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
+    normaliser = config.pairs_per_step * len(stochastic_steps)
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.pairs_per_step % world:
         raise ValueError(f"{config.pairs_per_step} pairs per step do not split over {world} processes; choose "
@@ -364,35 +365,42 @@ def train(
         # 4. DPO over every stochastic denoising step, accumulated over steps and pairs.
         train_started = time.perf_counter()
         model.unet.train()
-        sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)
-        stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
-        normaliser = pairs * len(stochastic_steps)
         optimizer.zero_grad(set_to_none=True)
-        total_loss, log_ratios, clamped, row = 0.0, [], 0, 0
+        # Summed on the device and read once after the loop: no host sync per denoising step.
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        log_ratio_sum = torch.zeros((), dtype=torch.float64, device=device)
+        clamped = torch.zeros((), dtype=torch.int64, device=device)
+        row = ratio_terms = 0
         for rollout in rollouts:
             size = rollout.latents.shape[1] // 2
             wins = a_wins[row : row + size]
-            valid = pair_valid[row : row + size].to(device)
+            valid = pair_valid[row : row + size]
             row += size
             winner = torch.where(wins, torch.arange(size), torch.arange(size) + size)
             loser = torch.where(wins, torch.arange(size) + size, torch.arange(size))
             for batch in torch.split(torch.arange(size), config.train_batch_size):
                 order = torch.cat([winner[batch], loser[batch]])
                 cond = rollout.cond.index(order.to(device))
-                for t in stochastic_steps:
-                    x_t = rollout.latents[t, order].to(device)
-                    x_next = rollout.latents[t + 1, order].to(device)
-                    with torch.no_grad(), model.reference_policy():
-                        ref = model.step_log_prob(cond, x_t, x_next, sampler, t, guidance)
-                    current = model.step_log_prob(cond, x_t, x_next, sampler, t, guidance)
-                    n = len(batch)
+                states = rollout.latents[:, order].to(device)
+                batch_valid = valid[batch].to(device)
+                n = len(batch)
+                # The reference does not change within a step: all its log-probs in one pass, switched once.
+                with torch.no_grad(), model.reference_policy():
+                    refs = [model.step_log_prob(cond, states[t], states[t + 1], sampler, t, guidance)
+                            for t in stochastic_steps]
+                for t, ref in zip(stochastic_steps, refs):
+                    current = model.step_log_prob(cond, states[t], states[t + 1], sampler, t, guidance)
                     losses = d3po_loss(current[:n], ref[:n], current[n:], ref[n:], config.beta, config.ratio_clamp)
-                    loss = (losses * valid[batch]).sum() / normaliser
+                    loss = (losses * batch_valid).sum() / normaliser
                     loss.backward()
-                    total_loss += loss.detach().item()
+                    total_loss += loss.detach()
                     ratio = (current - ref).detach()
-                    log_ratios.append(ratio.abs().mean().item())
-                    clamped += int((ratio.exp() - 1).abs().gt(config.ratio_clamp).sum())
+                    log_ratio_sum += ratio.abs().mean().double()
+                    ratio_terms += 1
+                    clamped += (ratio.exp() - 1).abs().gt(config.ratio_clamp).sum()
+        total_loss = float(total_loss)
+        mean_abs_log_ratio = float(log_ratio_sum) / ratio_terms if ratio_terms else 0.0
+        clamped = int(clamped)
         for p in params:  # sum over processes: each loss was already divided by the global count
             if p.grad is not None and world > 1:
                 p.grad = accelerator.reduce(p.grad, reduction="sum")
@@ -411,7 +419,7 @@ def train(
             "semantic": float(torch.cat([a_scores.semantic, b_scores.semantic]).mean()),
             "win_margin": float((preference.total_a - preference.total_b).abs().mean()),
             "valid_pairs": float(preference.valid.float().mean()),
-            "mean_abs_log_ratio": float(np.mean(log_ratios)) if log_ratios else 0.0,
+            "mean_abs_log_ratio": mean_abs_log_ratio,
             "clamped_fraction": clamped / max(1, 2 * len(local) * len(stochastic_steps)),
             "grad_norm": float(grad_norm),
             "seconds": time.time() - started,

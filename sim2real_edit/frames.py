@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .images import resize_batch
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MASKS_DIR = "masks"
 
@@ -69,7 +71,7 @@ class TrainingFrames:
         size = edit_size(height, width, short_side)
         if size == (height, width):
             return self
-        frames = np.stack([np.asarray(Image.fromarray(f).resize(size[::-1], Image.BICUBIC)) for f in self.frames])
+        frames = resize_batch(self.frames, size)
         masks = np.stack([np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize(size[::-1], Image.NEAREST)) > 127
                           for m in self.masks])
         return TrainingFrames(frames, masks, self.has_mask.copy(), list(self.names))

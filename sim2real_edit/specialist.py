@@ -520,12 +520,8 @@ class EditSpecialist:
         With `step_seed`, the steps' noise has its own generators: two samples with the same `seed` and
         different `step_seed` start from the same noise and diverge (D3PO's pairs)."""
         guidance = GuidanceScales.parse(guidance if guidance is not None else self.config.guidance)
-        sampler = make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
-                               num_steps or self.config.num_steps, eta)
+        sampler = self.make_sampler(scheduler, num_steps, eta)
         fast = self.inference
-        if fast.device_timesteps:
-            # copied without a stream sync; the sigmas stay on the host, read as scalars without syncs
-            sampler.timesteps = sampler.timesteps.to(self.device, non_blocking=True)
         batch = cond.batch_size
         shape = tuple(cond.image_latents.shape[1:])
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in _seeds_for(batch, seed)]
@@ -575,9 +571,14 @@ class EditSpecialist:
         return latents, trajectory
 
     def make_sampler(self, scheduler: str | None = None, num_steps: int | None = None, eta: float = 1.0) -> Sampler:
-        """A sampler on this model's noise schedule (e.g. the one a trajectory was drawn with)."""
-        return make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
-                            num_steps or self.config.num_steps, eta)
+        """A sampler on this model's noise schedule (e.g. the one a trajectory was drawn with), its timesteps
+        already on the model's device when `inference.device_timesteps` is on."""
+        sampler = make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
+                               num_steps or self.config.num_steps, eta)
+        if self.inference.device_timesteps:
+            # copied without a stream sync; the sigmas stay on the host, read as scalars without syncs
+            sampler.timesteps = sampler.timesteps.to(self.device, non_blocking=True)
+        return sampler
 
     def edit(
         self,
