@@ -32,11 +32,11 @@ class DepthEstimator:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.model.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        return self.model.dtype
 
     @classmethod
     def from_pretrained(
@@ -63,9 +63,9 @@ class DepthEstimator:
         max_batch: int = 32,
     ) -> DepthEstimator:
         """Random weights in the Large, Small or tiny architecture (offline; for benchmarks and tests)."""
-        model = build_random(DepthAnythingForDepthEstimation, depth_anything_v2_config(size), seed)
-        input_size = 28 if size == "tiny" else 518
-        return cls(place(model, device, dtype), input_size=input_size, max_batch=max_batch)
+        config = depth_anything_v2_config(size)
+        model = build_random(DepthAnythingForDepthEstimation, config, seed)
+        return cls(place(model, device, dtype), input_size=config.backbone_config.image_size, max_batch=max_batch)
 
     @classmethod
     def tiny(cls, seed: int = 0) -> DepthEstimator:

@@ -85,11 +85,11 @@ class TransformersViTEmbedder(PatchEmbedder):
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.model.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        return self.model.dtype
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         model_pixels = normalize(resize(pixels, (self.input_size, self.input_size)), self.mean, self.std)
@@ -124,9 +124,10 @@ class Dinov2Embedder(TransformersViTEmbedder):
         seed: int = 0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        max_batch: int = 32,
     ) -> Dinov2Embedder:
         model = build_random(Dinov2Model, dinov2_config(size), seed)
-        return cls(place(model, device, dtype), input_size=224 if size == "full" else 56)
+        return cls(place(model, device, dtype), input_size=224 if size == "full" else 56, max_batch=max_batch)
 
     @classmethod
     def tiny(cls, seed: int = 0) -> Dinov2Embedder:
@@ -160,8 +161,10 @@ class ClipEmbedder(TransformersViTEmbedder):
         seed: int = 0,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        max_batch: int = 32,
     ) -> ClipEmbedder:
-        return cls(place(build_random(CLIPVisionModel, clip_vision_config(size), seed), device, dtype))
+        model = build_random(CLIPVisionModel, clip_vision_config(size), seed)
+        return cls(place(model, device, dtype), max_batch=max_batch)
 
     @classmethod
     def tiny(cls, seed: int = 0) -> ClipEmbedder:

@@ -190,8 +190,8 @@ class Feedback:
                 max_batch=config.max_batch,
                 cache_size=config.mask_cache_size,
             )
-        embedder = _EMBEDDERS[config.embedder].from_architecture(size, seed + 20, device, dtype)
-        embedder.max_batch = config.max_batch
+        embedder = _EMBEDDERS[config.embedder].from_architecture(size, seed + 20, device, dtype,
+                                                                 max_batch=config.max_batch)
         return cls(depth, embedder, segmenter, config, device)
 
     @classmethod

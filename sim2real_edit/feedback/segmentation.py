@@ -71,7 +71,7 @@ class GroundedSAM2:
 
     @property
     def device(self) -> torch.device:
-        return next(self.detector.parameters()).device
+        return self.detector.device
 
     @classmethod
     def from_pretrained(
@@ -133,27 +133,27 @@ class GroundedSAM2:
         if self.cache is None:
             return MaskResult(*self._masks(pixels, text))
         keys = [f"{text}|{digest}" for digest in content_hashes(pixels)]
-        first_index = {}
+        # This call's results are kept here, not read back from the cache: a cache smaller than the batch
+        # may already have dropped them again.
+        entries: dict[str, tuple[torch.Tensor, bool]] = {}
+        first_index: dict[str, int] = {}
         for index, key in enumerate(keys):
-            if key not in first_index and self.cache.get(key) is None:
+            if key in entries or key in first_index:
+                continue
+            cached = self.cache.get(key)
+            if cached is None:
                 first_index[key] = index
+            else:
+                entries[key] = cached
         if first_index:
             todo = torch.tensor(list(first_index.values()), device=pixels.device)
             masks, found = self._masks(pixels[todo], text)
             for key, mask, hit in zip(first_index, masks.cpu(), found.cpu().tolist(), strict=True):
                 self.cache.put(key, mask, hit)
-        entries = [
-            self.cache.get(key) or self._recompute_evicted(pixels[i : i + 1], text)
-            for i, key in enumerate(keys)
-        ]
-        masks = torch.stack([mask for mask, _ in entries]).to(pixels.device)
-        found = torch.tensor([hit for _, hit in entries], device=pixels.device)
+                entries[key] = (mask, hit)
+        masks = torch.stack([entries[key][0] for key in keys]).to(pixels.device)
+        found = torch.tensor([entries[key][1] for key in keys], device=pixels.device)
         return MaskResult(masks, found)
-
-    def _recompute_evicted(self, pixels: torch.Tensor, text: str) -> tuple[torch.Tensor, bool]:
-        """A cache smaller than the batch may drop entries before they are read; recompute those."""
-        masks, found = self._masks(pixels, text)
-        return masks[0].cpu(), bool(found[0])
 
     def _masks(self, pixels: torch.Tensor, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         return map_in_chunks(lambda chunk: self._masks_chunk(chunk, text), pixels, chunk_size=self.max_batch)
