@@ -31,17 +31,24 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from .config import UNEDITED, EvalConfig, ExecutionOptions
-from .results import EpisodeKey, EpisodeResult, ResultStore
-from .runner import EpisodeCallback, PendingEpisode, RunSummary, make_domain_env, pending_episodes, run_batch
+from .results import EpisodeResult, ResultStore
+from .runner import (
+    EnvKey,
+    EpisodeCallback,
+    RunSummary,
+    WorkUnit,
+    load_process_policies,
+    make_domain_env,
+    plan_units,
+    run_batch,
+    store_episode,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Environment variables of the driver that every worker gets: they decide which specialists and exemplars
 #: an edit uses, so workers must see the driver's.
 FORWARDED_ENV_VARS = ("SIM2REAL_EDIT_HOME",)
-
-EnvKey = tuple[str, str, int]  # domain, style, num_envs
-
 
 @dataclass(frozen=True)
 class RayOptions:
@@ -64,29 +71,6 @@ class RayOptions:
             raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker}")
         if self.units_in_flight < 1 or self.cached_envs < 1:
             raise ValueError("units_in_flight and cached_envs must be at least 1")
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """One batch of episodes: up to ``num_envs`` episodes of one policy in one (domain, style)."""
-
-    index: int
-    domain: str
-    style: str
-    num_envs: int  # of the domain's vector env: the same for every unit of the domain
-    episodes: tuple[PendingEpisode, ...]
-
-    @property
-    def env_key(self) -> EnvKey:
-        return (self.domain, self.style, self.num_envs)
-
-    @property
-    def policy_name(self) -> str:
-        return self.episodes[0].policy.name
-
-    @property
-    def label(self) -> str:
-        return " ".join(part for part in (self.domain, self.style, self.policy_name) if part)
 
 
 @dataclass(frozen=True)
@@ -122,38 +106,15 @@ class RaySummary(RunSummary):
     duplicate_episodes: int = 0  # returned by a unit's second copy and ignored
 
 
-def plan_units(config: EvalConfig, done: set[EpisodeKey], num_envs: int) -> list[WorkUnit]:
-    """The episodes not in ``done`` as work units, in the single-machine run's order and batching."""
-    units: list[WorkUnit] = []
-    for (domain, style), episodes in pending_episodes(config, done).items():
-        by_policy = [[e for e in episodes if e.policy.name == spec.name] for spec in config.policies]
-        by_policy = [group for group in by_policy if group]
-        if not by_policy:
-            continue
-        domain_envs = min(num_envs, max(len(group) for group in by_policy))
-        for group in by_policy:
-            for start in range(0, len(group), domain_envs):
-                batch = tuple(group[start : start + domain_envs])
-                units.append(WorkUnit(len(units), domain, style, domain_envs, batch))
-    return units
-
-
 class EvaluationWorker:
     """The body of a Ray actor: the run's policies loaded once, and the vector env of each (domain, style)
     built on first use and kept while it is among the ``cached_envs`` most recently used."""
 
     def __init__(self, config: EvalConfig, options: ExecutionOptions, policy_names: list[str], cached_envs: int):
-        from .policy_loading import load_policy
-
-        if options.torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(options.torch_threads)
         self.config = config
         self.options = options
         self.cached_envs = cached_envs
-        # Policies load before any env: RT-1 brings TensorFlow, which goes in before diffusers' imports.
-        self.policies = {spec.name: load_policy(spec, config) for spec in config.policies if spec.name in policy_names}
+        self.policies = load_process_policies(config, options, set(policy_names))
         self.envs: OrderedDict[EnvKey, Any] = OrderedDict()
 
     def run_unit(self, unit: WorkUnit) -> UnitResult:
@@ -327,11 +288,8 @@ class _Dispatcher:
         logger.debug("unit %d (%s) took %.1f s on worker pid %d", result.unit_index,
                      self.units[result.unit_index].label, result.wall_s, result.worker_pid)
         for episode in result.episodes:
-            if self.store.add(episode):
+            if store_episode(self.store, episode, bar, self.on_episode):
                 self.progress.episodes_stored += 1
-                bar.update(1)
-                if self.on_episode is not None:
-                    self.on_episode(episode)
             else:
                 self.progress.duplicate_episodes += 1
 

@@ -13,11 +13,13 @@ the same config skips the stored episodes and runs exactly the missing ones.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,50 @@ def pending_episodes(config: EvalConfig, done: set[EpisodeKey]) -> dict[tuple[st
     return plan
 
 
+EnvKey = tuple[str, str, int]  # domain, style, num_envs
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One batch of episodes: up to ``num_envs`` episodes of one policy in one (domain, style)."""
+
+    index: int
+    domain: str
+    style: str
+    num_envs: int  # of the domain's vector env: the same for every unit of the domain
+    episodes: tuple[PendingEpisode, ...]
+
+    @property
+    def env_key(self) -> EnvKey:
+        return (self.domain, self.style, self.num_envs)
+
+    @property
+    def policy_name(self) -> str:
+        return self.episodes[0].policy.name
+
+    @property
+    def label(self) -> str:
+        return " ".join(part for part in (self.domain, self.style, self.policy_name) if part)
+
+
+
+
+def plan_units(config: EvalConfig, done: set[EpisodeKey], num_envs: int) -> list[WorkUnit]:
+    """The episodes not in ``done`` as work units, in the single-machine run's order and batching."""
+    units: list[WorkUnit] = []
+    for (domain, style), episodes in pending_episodes(config, done).items():
+        by_policy = [[e for e in episodes if e.policy.name == spec.name] for spec in config.policies]
+        by_policy = [group for group in by_policy if group]
+        if not by_policy:
+            continue
+        domain_envs = min(num_envs, max(len(group) for group in by_policy))
+        for group in by_policy:
+            for start in range(0, len(group), domain_envs):
+                batch = tuple(group[start : start + domain_envs])
+                units.append(WorkUnit(len(units), domain, style, domain_envs, batch))
+    return units
+
+
 def make_domain_env(config: EvalConfig, options: ExecutionOptions, domain: str, style: str, num_envs: int):
     """The vector env of one visual domain: the plain simulator, or one style's edited variant."""
     import envs
@@ -112,41 +158,46 @@ def run_evaluation(
     moment it ends. ``on_episode`` is called after each episode is stored."""
     options = options or ExecutionOptions()
     started = time.perf_counter()
-    if options.torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(options.torch_threads)
     store = ResultStore.create(run_dir, config)  # refuses a folder that holds another config's episodes
-    plan = pending_episodes(config, store.done_keys())
-    to_run = sum(len(episodes) for episodes in plan.values())
+    units = plan_units(config, store.done_keys(), options.num_envs)
+    to_run = sum(len(unit.episodes) for unit in units)
     already_done = config.expected_episodes() - to_run
     if already_done:
         logger.info("%d of %d episodes already in %s; running the other %d",
                     already_done, config.expected_episodes(), store.path, to_run)
-    needed = {episode.policy.name for episodes in plan.values() for episode in episodes}
-    # Policies load before any env: RT-1 brings TensorFlow, which goes in before diffusers' imports.
-    policies = {spec.name: load_policy(spec, config) for spec in config.policies if spec.name in needed}
+    policies = load_process_policies(config, options, {unit.policy_name for unit in units})
 
     with tqdm(total=to_run, unit="episode", desc="episodes", disable=not options.progress) as bar:
-        for (domain, style), episodes in plan.items():
-            if not episodes:
-                continue
-            by_policy = [[e for e in episodes if e.policy.name == spec.name] for spec in config.policies]
-            num_envs = min(options.num_envs, max(len(group) for group in by_policy))
-            env = make_domain_env(config, options, domain, style, num_envs)
+        for env_key, domain_units in itertools.groupby(units, key=attrgetter("env_key")):
+            env = make_domain_env(config, options, *env_key)
             try:
-                for group in by_policy:
-                    for start in range(0, len(group), num_envs):
-                        batch = group[start : start + num_envs]
-                        bar.set_postfix_str(f"{domain} {style} {batch[0].policy.name}".replace("  ", " "))
-                        for result in run_batch(env, policies[batch[0].policy.name], batch, config):
-                            store.add(result)
-                            bar.update(1)
-                            if on_episode is not None:
-                                on_episode(result)
+                for unit in domain_units:
+                    bar.set_postfix_str(unit.label)
+                    for result in run_batch(env, policies[unit.policy_name], list(unit.episodes), config):
+                        store_episode(store, result, bar, on_episode)
             finally:
                 env.close()
     return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started)
+
+
+def load_process_policies(config: EvalConfig, options: ExecutionOptions, names: set[str]) -> dict[str, Policy]:
+    """Sets this process's torch threads and loads the named policies of ``config``, once per process."""
+    if options.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(options.torch_threads)
+    # Policies load before any env: RT-1 brings TensorFlow, which goes in before diffusers' imports.
+    return {spec.name: load_policy(spec, config) for spec in config.policies if spec.name in names}
+
+
+def store_episode(store: ResultStore, episode: EpisodeResult, bar: tqdm, on_episode: EpisodeCallback | None) -> bool:
+    """Stores one finished episode (committed before anything else sees it); False if it was already stored."""
+    if not store.add(episode):
+        return False
+    bar.update(1)
+    if on_episode is not None:
+        on_episode(episode)
+    return True
 
 
 def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConfig) -> Iterator[EpisodeResult]:
