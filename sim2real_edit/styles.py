@@ -13,6 +13,8 @@ the folder are always preferred over the procedural images.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -73,6 +75,14 @@ class Style:
         With no images in the folder, ``generate_if_missing`` writes the procedural default set there
         (at ``size`` pixels); otherwise a ``FileNotFoundError`` says where to put photos.
         """
+        if generate_if_missing:
+            self.exemplar_dir.mkdir(parents=True, exist_ok=True)
+        # Held while listing and while writing the default set: processes that start together (training
+        # ranks, evaluation workers) never list a set that another one is halfway through writing.
+        with _folder_lock(self.exemplar_dir):
+            return self._exemplar_paths_unlocked(generate_if_missing, size)
+
+    def _exemplar_paths_unlocked(self, generate_if_missing: bool, size: int) -> list[Path]:
         images = _image_files(self.exemplar_dir)
         photos = [path for path in images if not path.name.startswith(PROCEDURAL_PREFIX)]
         if photos:
@@ -275,6 +285,24 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(
         path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
     )
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive inter-process lock on `folder` (a no-op where no lock file can be made, e.g. a read-only
+    tree: nothing can be written there, so nothing can be half-written either)."""
+    try:
+        # Beside the folder, not in it: the folder holds only the user's images.
+        handle = open(folder.parent / f".{folder.name}.lock", "a")  # noqa: SIM115 (closed below)
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load_rgb(path: Path, size: int | None) -> np.ndarray:

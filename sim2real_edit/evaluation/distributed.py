@@ -395,7 +395,8 @@ def worker_layout(resources: dict[str, float], options: RayOptions, units: int) 
 
 def _write_missing_exemplars(config: EvalConfig) -> None:
     """The tiny preset's specialists take their style image from the style's exemplars, which are written on
-    first use; writing them here keeps workers that share this file system from writing them at once."""
+    first use. Processes on one machine serialise that with a file lock (sim2real_edit.styles); writing them
+    here first also covers workers on other nodes of a shared file system, where locks may not hold."""
     if config.preset != "tiny" or all(domain == UNEDITED for domain in config.domains):
         return
     from sim2real_edit.styles import StyleRegistry
