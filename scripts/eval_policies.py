@@ -78,22 +78,16 @@ def build_config(args: argparse.Namespace):
     if args.policies:
         overrides["policies"] = resolve_policies(args.policies)
     elif args.preset == "full" and args.checkpoint_root:
-        from policies.rt1 import PUBLISHED_CHECKPOINTS
-
-        overrides["policies"] = evaluation.rt1_policies(
-            [Path(args.checkpoint_root) / name for name in PUBLISHED_CHECKPOINTS]
-        )
+        overrides["policies"] = evaluation.published_rt1_policies(args.checkpoint_root)
     if args.trials:
         overrides["trials"] = evaluation.select_trials(args.trials)
     if args.styles:
         registry = StyleRegistry.load()
         names = registry.names if args.styles == ["all"] else [registry.get(name).name for name in args.styles]
         overrides["styles"] = tuple(dict.fromkeys(names))
-    for option, key in (("seeds", "seeds"), ("max_episode_steps", "max_episode_steps"),
-                        ("edit_steps", "edit_steps"), ("edit_short_side", "edit_short_side"),
-                        ("sentence_encoder", "sentence_encoder")):
+    for option in ("seeds", "max_episode_steps", "edit_steps", "edit_short_side", "sentence_encoder"):
         if getattr(args, option) is not None:
-            overrides[key] = getattr(args, option)
+            overrides[option] = getattr(args, option)
     if args.domains:
         overrides["domains"] = tuple(dict.fromkeys(args.domains))
     if args.preset == "tiny":

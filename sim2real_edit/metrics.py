@@ -78,7 +78,17 @@ def pearson_r(sim: SuccessRates, real: SuccessRates) -> float:
 def bootstrap_ci(
     successes: Sequence[bool] | np.ndarray, n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap ``(low, high)`` interval of a success rate at confidence ``1 - alpha``.
+    """Percentile bootstrap ``(low, high)`` interval of a success rate at confidence ``1 - alpha``
+    (resamples from `bootstrap_rates`)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    boot_means = bootstrap_rates(successes, n_boot, np.random.default_rng(seed))
+    low, high = np.quantile(boot_means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def bootstrap_rates(successes: Sequence[bool] | np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` bootstrap resamples of a success rate (float (n_boot,)), drawn from ``rng``.
 
     For 0/1 outcomes, the mean of a resample with replacement of n trials is Binomial(n, rate) / n, so the
     bootstrap means are drawn from that distribution directly (same distribution, no (n_boot, n) array).
@@ -90,9 +100,4 @@ def bootstrap_ci(
         raise ValueError("successes must be 0/1 or booleans, one per episode")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    rng = np.random.default_rng(seed)
-    boot_means = rng.binomial(outcomes.size, outcomes.mean(), size=n_boot) / outcomes.size
-    low, high = np.quantile(boot_means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return rng.binomial(outcomes.size, outcomes.mean(), size=n_boot) / outcomes.size

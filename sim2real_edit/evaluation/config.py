@@ -254,10 +254,16 @@ def full_config(**overrides: Any) -> EvalConfig:
     """The paper's protocol: the four published RT-1 checkpoints (under `default_checkpoint_root`) x 54 trials
     x 3 seeds x 7 styles, plus the unedited simulator, both edited variants."""
     if "policies" not in overrides:
-        from policies.rt1 import PUBLISHED_CHECKPOINTS
-
-        overrides["policies"] = rt1_policies([default_checkpoint_root() / name for name in PUBLISHED_CHECKPOINTS])
+        overrides["policies"] = published_rt1_policies()
     return EvalConfig(**{"preset": "full", **overrides})
+
+
+def published_rt1_policies(root: str | Path | None = None) -> tuple[PolicySpec, ...]:
+    """The four published RT-1 checkpoints, as folders under ``root`` (default `default_checkpoint_root`)."""
+    from policies.rt1 import PUBLISHED_CHECKPOINTS
+
+    root = Path(root) if root is not None else default_checkpoint_root()
+    return rt1_policies([root / name for name in PUBLISHED_CHECKPOINTS])
 
 
 #: The tiny preset's sizes, measured to finish in a few minutes on a 2-core CPU (see README).

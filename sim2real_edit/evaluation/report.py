@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sim2real_edit.metrics import bootstrap_ci, mmrv, pearson_r
+from sim2real_edit.metrics import bootstrap_ci, bootstrap_rates, mmrv, pearson_r
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
 from .config import EDITED, EDITED_COMPOSITED, UNEDITED, EvalConfig
@@ -359,15 +359,9 @@ def _policy_rates(
 def _average_interval(
     open_outcomes: Sequence[bool], close_outcomes: Sequence[bool], n_boot: int, alpha: float, seed: int = 0
 ) -> tuple[float, float]:
-    """Bootstrap interval of (open rate + close rate) / 2, resampling the two tasks' episodes separately.
-
-    As in `metrics.bootstrap_ci`, a resampled rate of n 0/1 outcomes is drawn as Binomial(n, rate) / n.
-    """
+    """Bootstrap interval of (open rate + close rate) / 2, resampling the two tasks' episodes separately."""
     rng = np.random.default_rng(seed)
-    means = [
-        rng.binomial(len(outcomes), float(np.mean(outcomes)), size=n_boot) / len(outcomes)
-        for outcomes in (open_outcomes, close_outcomes)
-    ]
+    means = [bootstrap_rates(outcomes, n_boot, rng) for outcomes in (open_outcomes, close_outcomes)]
     low, high = np.quantile((means[0] + means[1]) / 2, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
 
