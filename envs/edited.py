@@ -159,28 +159,27 @@ def load_editor(
     """The specialist of `style` (from the style registry, or the `specialist` folder) as a FrameEditor."""
     import torch
 
+    from sim2real_edit.acceleration import HALF_DTYPES, InferenceOptions
     from sim2real_edit.specialist import EditSpecialist
     from sim2real_edit.styles import StyleRegistry
 
     settings = settings or EditSettings()
     chosen = StyleRegistry.load().get(style)  # unknown styles list the known ones
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = {None: torch.float16 if device.startswith("cuda") else torch.float32, "float16": torch.float16,
-                   "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    dtype = dtype or ("float16" if device.startswith("cuda") else "float32")
+    if dtype not in (*HALF_DTYPES, "float32"):
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {(*HALF_DTYPES, 'float32')}")
+    torch_dtype = HALF_DTYPES.get(dtype, torch.float32)
     if preset == "tiny" and specialist is None:
-        model = EditSpecialist.tiny(0, style=chosen.name, instruction=chosen.instruction)
+        model = EditSpecialist.tiny(0, style=chosen.name, instruction=chosen.instruction).to(device, torch_dtype)
         exemplars = chosen.exemplars()
     else:
         folder = Path(specialist) if specialist is not None else chosen.trained_specialist_dir()
         model = EditSpecialist.from_pretrained(base=base or "timbrooks/instruct-pix2pix", specialist=folder,
                                                device=device, dtype=torch_dtype)
         exemplars = model.exemplars(folder) or chosen.exemplars()
-    model.to(device, torch_dtype)
     if settings.fast:
-        from sim2real_edit.acceleration import InferenceOptions
-
-        half = {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(torch_dtype)
-        model.optimize(InferenceOptions.recommended(device, dtype=half))
+        model.optimize(InferenceOptions.recommended(device, dtype=dtype if dtype in HALF_DTYPES else None))
     style_image = exemplars[settings.exemplar % len(exemplars)]
     return FrameEditor(model, style_image, settings, instruction=model.config.instruction or chosen.instruction)
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from .acceleration import InferenceOptions
+from .acceleration import HALF_DTYPES, InferenceOptions
 from .components import DEFAULT_BASE, BaseComponents
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
 from .frames import TrainingFrames
@@ -235,9 +235,8 @@ def build_model(config: TrainConfig, device: torch.device, components: BaseCompo
         model = EditSpecialist.tiny(0)
     else:
         model = EditSpecialist.from_pretrained(config.base)
-    dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
-    model.to(device, dtype)
-    half = {"fp16": "float16", "bf16": "bfloat16"}.get(config.mixed_precision)
+    half = {"fp16": "float16", "bf16": "bfloat16"}.get(config.mixed_precision)  # "no": float32
+    model.to(device, HALF_DTYPES.get(half, torch.float32))
     return model.optimize(InferenceOptions.recommended(device, dtype=half, training=True))
 
 

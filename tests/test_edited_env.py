@@ -125,6 +125,11 @@ def test_unknown_style_lists_the_known_ones():
         make(style="plywood")
 
 
+def test_unknown_dtype_names_the_choices():
+    with pytest.raises(ValueError, match="(?s)float8.*bfloat16"):
+        make(dtype="float8")
+
+
 def test_style_without_a_trained_specialist_says_how_to_train_one():
     with pytest.raises(FileNotFoundError, match="train_specialist.py --style gold"):
         gym.make("EditedDrawer-v0", style="gold", task="OpenTopDrawer", pose="a0")
