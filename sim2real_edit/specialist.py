@@ -422,15 +422,16 @@ class EditSpecialist:
                 f"got {styles.shape[0]} style images for {batch.shape[0]} images; pass one style image for all, "
                 "or one per image"
             )
-        if styles.shape[0] == 1 and batch.shape[0] > 1:
-            styles = np.repeat(styles, batch.shape[0], axis=0)
+        style_latents = self.encode_styles(styles, batch.shape[1:3])
+        if style_latents.shape[0] != batch.shape[0]:  # one style for all: encoded (and hashed) once
+            style_latents = style_latents.repeat(batch.shape[0], 1, 1, 1)
         instruction = self.config.instruction if instruction is None else instruction
         prompts = [instruction] * len(batch) if isinstance(instruction, str) else list(instruction)
         if len(prompts) != len(batch):
             raise ValueError(f"got {len(prompts)} instructions for {len(batch)} images; pass one, or one per image")
         return EditCondition(
             image_latents=self.encode_images(batch),
-            style_latents=self.encode_styles(styles, batch.shape[1:3]),
+            style_latents=style_latents,
             text_embeds=self.encode_text(prompts),
             empty_embeds=self.encode_text([""] * len(batch)),
         )
