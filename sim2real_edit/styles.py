@@ -256,6 +256,12 @@ class StyleRegistry:
         return len(self.styles)
 
 
+def tiny_home(root: str | Path | None = None) -> Path:
+    """The tiny (CPU) preset's own namespace, ``<data root>/tiny``: its base model, policies, specialists and
+    real-world table live there, so that nothing a full-size run looks up is ever a tiny artefact."""
+    return StyleRegistry.load(root=root).root / "tiny"
+
+
 def get_style(name: str, root: str | Path | None = None) -> Style:
     """Shortcut for ``StyleRegistry.load(root=root).get(name)``."""
     return StyleRegistry.load(root=root).get(name)
