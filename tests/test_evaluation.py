@@ -29,6 +29,7 @@ from sim2real_edit.evaluation import (
     write_report,
 )
 from sim2real_edit.evaluation.config import select_urdf_versions, spread_trials
+from sim2real_edit.evaluation.report import write_plots
 from sim2real_edit.evaluation.results import DATABASE_NAME
 from sim2real_edit.evaluation.runner import (
     PendingEpisode,
@@ -338,6 +339,17 @@ def test_report_metrics_equal_the_metrics_of_the_database_rates(graded_run):
              for name in ("mmrv", "pearson_r")]
     row = f"| unedited | {domain['episodes']} | " + " | ".join(cells) + " |"
     assert row in (run_dir / "report.md").read_text()
+
+
+def test_plots_draw_intervals_that_do_not_contain_their_point(graded_run, tmp_path):
+    _, report = graded_run
+    (domain,) = report.domains
+    average = domain.agreement["average"]
+    # A percentile interval need not contain the point estimate (MMRV 0 here, its interval above it).
+    shifted = replace(average, mmrv_interval=(average.mmrv + 0.1, average.mmrv + 0.2))
+    report = replace(report, domains=[replace(domain, agreement={**domain.agreement, "average": shifted})])
+    written = write_plots(report, tmp_path)
+    assert sorted(path.name for path in written) == ["agreement.png", "scatter_unedited.png"]
 
 
 def load_script():

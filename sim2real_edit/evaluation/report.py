@@ -343,8 +343,9 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
             if real is None or rates.average is None:
                 continue
             estimate = rates.average
-            axes.errorbar(real.average, estimate.rate, fmt="o",
-                          yerr=[[estimate.rate - estimate.low], [estimate.high - estimate.rate]], capsize=3)
+            points = axes.plot(real.average, estimate.rate, "o")
+            axes.errorbar(real.average, (estimate.low + estimate.high) / 2, yerr=(estimate.high - estimate.low) / 2,
+                          fmt="none", capsize=3, ecolor=points[0].get_color())
             label = f"{rates.policy}\n(as {rates.real_world_name})" if stand_ins[rates.policy] else rates.real_world_name
             right_half = real.average > 0.5  # label towards the middle so that it stays inside the axes
             axes.annotate(label, (real.average, estimate.rate), textcoords="offset points", fontsize=7,
@@ -374,8 +375,11 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
             (left, mmrvs, [value.mmrv_interval for value in averages], "tab:red"),
             (right, correlations, [value.pearson_r_interval for value in averages], "tab:blue"),
         ):
-            errors = np.array([[value - low, high - value] for value, (low, high) in zip(values, intervals)]).T
-            axes.barh(positions, values, color=colour, xerr=errors, capsize=3, ecolor="0.3")
+            axes.barh(positions, values, color=colour)
+            # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
+            lows, highs = np.array(intervals).T
+            axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
+                          ecolor="0.3")
             for position, value in zip(positions, values):
                 axes.annotate(f"{value:.3f}", (value, position), textcoords="offset points", xytext=(3, 6),
                               va="center", fontsize=8)
