@@ -31,6 +31,17 @@ OPEN_SUCCESS_QPOS = 0.15
 CLOSE_SUCCESS_QPOS = 0.05
 CLOSE_START_QPOS = 0.2
 
+#: Robot URDF versions of SIMPLER's visual-matching drawer evaluation, in the order of its script
+#: (`scripts/rt1_drawer_visual_matching.sh`); ``"none"`` is SIMPLER's ``urdf_version=None`` (the original
+#: URDF). Its published visual-matching numbers average the four; the paper ran only the first.
+URDF_VERSIONS: tuple[str, ...] = (
+    "recolor_cabinet_visual_matching_1",
+    "recolor_tabletop_visual_matching_1",
+    "recolor_tabletop_visual_matching_2",
+    "none",
+)
+DEFAULT_URDF_VERSION = URDF_VERSIONS[0]
+
 
 @dataclass(frozen=True)
 class DrawerTask:
@@ -103,6 +114,21 @@ class Trial:
 def protocol_trials() -> list[Trial]:
     """The 54 trials of the paper's protocol: 9 poses x 3 drawers x 2 tasks, in a fixed order."""
     return [Trial(task, pose) for task in ALL_TASKS for pose in ROBOT_POSES]
+
+
+def check_urdf_version(name: str) -> str:
+    """A URDF version name of the protocol (``"None"`` is accepted for ``"none"``)."""
+    if name == "None":
+        name = "none"
+    if name not in URDF_VERSIONS:
+        raise ValueError(f"unknown robot URDF version {name!r}; choose from {', '.join(URDF_VERSIONS)}")
+    return name
+
+
+def simpler_urdf_version(name: str) -> str | None:
+    """The ``urdf_version`` argument SIMPLER takes for a protocol URDF version name."""
+    name = check_urdf_version(name)
+    return None if name == "none" else name
 
 
 def check_pose(pose: str) -> str:

@@ -20,7 +20,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.protocol import CONTROL_FREQ, MAX_EPISODE_STEPS, SIM_FREQ, DrawerTask, Trial, check_pose
+from envs.protocol import (
+    CONTROL_FREQ,
+    MAX_EPISODE_STEPS,
+    SIM_FREQ,
+    URDF_VERSIONS,
+    DrawerTask,
+    Trial,
+    check_pose,
+    simpler_urdf_version,
+)
 
 #: The camera the policies see; SIMPLER overlays the real background image on it.
 POLICY_CAMERA = "overhead_camera"
@@ -29,13 +38,9 @@ GOOGLE_ROBOT_CONTROL_MODE = (
     "arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_interpolate_by_planner"
 )
 #: Robot URDF variants of SIMPLER's visual-matching drawer evaluation (None is the original URDF), in the
-#: order of its evaluation script. The first one is the default here.
-VISUAL_MATCHING_URDF_VERSIONS: tuple[str | None, ...] = (
-    "recolor_cabinet_visual_matching_1",
-    "recolor_tabletop_visual_matching_1",
-    "recolor_tabletop_visual_matching_2",
-    None,
-)
+#: order of its evaluation script (`envs.protocol.URDF_VERSIONS`, as SIMPLER takes them). The first one is
+#: the default here.
+VISUAL_MATCHING_URDF_VERSIONS: tuple[str | None, ...] = tuple(simpler_urdf_version(name) for name in URDF_VERSIONS)
 
 SIMPLER_INSTALL_HINT = """\
 envs.simpler needs SIMPLER: the packages mani_skill2_real2sim and simpler_env from the GitHub repositories

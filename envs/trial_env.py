@@ -5,6 +5,10 @@ so a different trial needs a different underlying env. This env makes them as ne
 and picks the trial from, in order: `reset(options={"trial": Trial | "OpenTopDrawer/a0"})`, a trial set with
 the `next_trial` attribute (per env of a vector env via `set_attr("next_trial", [...])`), the fixed `task`/`pose`
 given at construction, or the protocol by seed (trial = protocol[seed % 54]).
+
+`urdf_version` picks the robot URDF of SIMPLER's visual-matching protocol (`envs.protocol.URDF_VERSIONS`).
+The stand-in has no URDFs: it accepts and records the name (in `info["urdf_version"]`) and renders the same
+robot for all four, so the harness's URDF bookkeeping runs on a CPU but only SIMPLER shows the difference.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from typing import Any, ClassVar
 import gymnasium as gym
 
 from .masks import cabinet_segmentation_ids
-from .protocol import DrawerTask, Trial, check_pose, protocol_trials
+from .protocol import (
+    DEFAULT_URDF_VERSION,
+    DrawerTask,
+    Trial,
+    check_pose,
+    check_urdf_version,
+    protocol_trials,
+    simpler_urdf_version,
+)
 
 BACKENDS = ("standin", "simpler")
 
@@ -38,13 +50,20 @@ class DrawerTrialEnv(gym.Env):
         backend: str = "standin",
         task: DrawerTask | str | None = None,
         pose: str | None = None,
+        urdf_version: str = DEFAULT_URDF_VERSION,
+        success_ends_episode: bool = True,
         **backend_kwargs: Any,
     ):
+        """``success_ends_episode=False`` keeps the episode going after success: SIMPLER's envs report
+        ``terminated = success`` at every step, but its evaluator ends an episode only at the policy's
+        terminate or the time limit and reads success at the last step (the evaluation harness's rule)."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         if (task is None) != (pose is None):
             raise ValueError("give both task= and pose=, or neither (then the protocol's trial is picked by seed)")
         self.backend = backend
+        self.urdf_version = check_urdf_version(urdf_version)
+        self.success_ends_episode = success_ends_episode
         self.backend_kwargs = backend_kwargs
         self.fixed_trial = Trial(DrawerTask.parse(task) if isinstance(task, str) else task, check_pose(pose)) \
             if task is not None else None
@@ -61,7 +80,8 @@ class DrawerTrialEnv(gym.Env):
             return DrawerStandIn(task=trial.task, pose=trial.pose, **self.backend_kwargs)
         from .simpler import make_simpler_drawer
 
-        return make_simpler_drawer(trial.task, trial.pose, **self.backend_kwargs)
+        return make_simpler_drawer(trial.task, trial.pose, urdf_version=simpler_urdf_version(self.urdf_version),
+                                   **self.backend_kwargs)
 
     def _choose_trial(self, seed: int | None, options: dict) -> Trial:
         if "trial" in options:
@@ -89,12 +109,14 @@ class DrawerTrialEnv(gym.Env):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self._env.step(action)
-        return obs, reward, terminated, truncated, self._info(info)
+        return obs, reward, bool(terminated) and self.success_ends_episode, truncated, self._info(info)
 
     def _info(self, info: dict) -> dict:
-        """The backend's info plus the same episode keys on both backends: trial, success, drawer_qpos."""
+        """The backend's info plus the same episode keys on both backends: trial, urdf_version (the protocol
+        name), success, drawer_qpos."""
         qpos = self.drawer_qpos()
-        return {**info, "trial": self.trial.key, "drawer_qpos": qpos, "success": self.trial.task.is_success(qpos)}
+        return {**info, "trial": self.trial.key, "urdf_version": self.urdf_version, "drawer_qpos": qpos,
+                "success": self.trial.task.is_success(qpos)}
 
     def get_language_instruction(self) -> str:
         return self._env.unwrapped.get_language_instruction()

@@ -8,8 +8,12 @@
 The full preset is the paper's protocol: the four RT-1 checkpoints (default: under
 $SIM2REAL_EDIT_HOME/checkpoints) x 54 trials x 3 seeds x 7 styles, plus the unedited simulator, in both
 edited variants ("edited": the paper's; "edited+composited": only the cabinet's exact pixels are edited).
+Episodes end and are judged as in SIMPLER's evaluator: at the policy's terminate or the step limit, success
+at that last step. The paper ran one robot URDF (recolor_cabinet_visual_matching_1, the default);
+--urdf-versions all runs SIMPLER's four (its published visual-matching numbers average them).
 Every finished episode goes into RUN_DIR/episodes.sqlite at once; run the same command again after a crash
-and it continues where it stopped. RUN_DIR/report.md, report.json and plots/ hold the report.
+and it continues where it stopped. One run writes a run folder at a time (a second one is refused and told
+who holds it). RUN_DIR/report.md, report.json and plots/ hold the report.
 
 With --ray, the episodes are spread over Ray workers (one per GPU by default), each holding its policies
 and vector envs loaded once; this process stays the database's only writer, with the same resume guarantee.
@@ -46,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                     "tiny: wood)")
     parser.add_argument("--domains", nargs="+", choices=["unedited", "edited", "edited+composited"],
                         help="visual domains (default: all three)")
+    parser.add_argument("--urdf-versions", nargs="+", metavar="URDF",
+                        help="robot URDF versions of SIMPLER's visual matching, or 'all' for its four "
+                             "(default: recolor_cabinet_visual_matching_1, the paper's; 'none' is SIMPLER's None)")
     parser.add_argument("--max-episode-steps", type=int, help="step limit (default 113; tiny: 48)")
     parser.add_argument("--edit-steps", type=int, help="denoising steps per edit (default 20; tiny: 1)")
     parser.add_argument("--edit-short-side", type=int, help="edit frames at this short side (default 256; tiny: 32)")
@@ -90,6 +97,8 @@ def build_config(args: argparse.Namespace):
             overrides[option] = getattr(args, option)
     if args.domains:
         overrides["domains"] = tuple(dict.fromkeys(args.domains))
+    if args.urdf_versions:
+        overrides["urdf_versions"] = evaluation.select_urdf_versions(args.urdf_versions)
     if args.preset == "tiny":
         return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION
     return evaluation.full_config(**overrides), evaluation.ExecutionOptions()
@@ -110,9 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from sim2real_edit.evaluation import ConfigMismatchError, run_evaluation, write_report
+    from sim2real_edit.evaluation.run_folder import NotARunFolderError, RunFolderBusyError
 
     if args.report:
-        report = write_report(args.report)
+        try:
+            report = write_report(args.report)
+        except ConfigMismatchError as error:  # a database of an older harness
+            raise SystemExit(f"error: {error}") from None
         print_outputs(Path(args.report), report)
         return
 
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             ray_options = RayOptions(address=args.ray or None, num_workers=args.ray_workers,
                                      gpus_per_worker=args.ray_gpus_per_worker)
             summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
-    except ConfigMismatchError as error:
+    except (ConfigMismatchError, RunFolderBusyError, NotARunFolderError) as error:
         raise SystemExit(f"error: {error}") from None
     report = write_report(run_dir)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
@@ -142,11 +155,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def print_outputs(run_dir: Path, report) -> None:
+    if report.other_config_rows:
+        print(f"WARNING: {run_dir} also holds {sum(report.other_config_rows.values())} episode(s) of other configs; "
+              "the report leaves them out (see report.md)")
     if report.is_demo:
         print("TINY PRESET: the stand-in env, not SIMPLER; this demonstrates the machinery, not real results.")
     for domain in report.domains:
         value = domain.agreement["average"]
-        metrics = f"MMRV {value.mmrv:.3f}  Pearson r {value.pearson_r:.3f}" if value else "too few policies"
+        metrics = (f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "
+                   f"Pearson r {value.pearson_r:.3f} [{value.pearson_r_interval[0]:.3f}, "
+                   f"{value.pearson_r_interval[1]:.3f}]" if value else "too few policies")
         print(f"  {domain.name:<36} {metrics}")
     print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in {run_dir / 'plots'}")
 

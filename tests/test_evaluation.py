@@ -8,9 +8,16 @@ import sqlite3
 from dataclasses import astuple, replace
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
+from envs.edited import EditedVectorEnv
+from envs.protocol import DEFAULT_URDF_VERSION, DRAWERS, URDF_VERSIONS
+from envs.standin import DrawerStandIn
+from envs.trial_env import DrawerTrialEnv, parse_trial
+from policies.base import PolicyStep
+from policies.scripted import ScriptedDrawerPolicy
 from sim2real_edit.evaluation import (
     ConfigMismatchError,
     ExecutionOptions,
@@ -21,10 +28,17 @@ from sim2real_edit.evaluation import (
     tiny_config,
     write_report,
 )
-from sim2real_edit.evaluation.config import spread_trials
+from sim2real_edit.evaluation.config import select_urdf_versions, spread_trials
+from sim2real_edit.evaluation.report import write_plots
 from sim2real_edit.evaluation.results import DATABASE_NAME
-from sim2real_edit.evaluation.runner import _final_value, episode_reset_seed
-from sim2real_edit.metrics import mmrv, pearson_r
+from sim2real_edit.evaluation.runner import (
+    PendingEpisode,
+    _final_value,
+    episode_reset_seed,
+    make_domain_env,
+    run_batch,
+)
+from sim2real_edit.metrics import agreement_bootstrap, cluster_bootstrap_ci, mmrv, pearson_r
 from sim2real_edit.real_world import real_world_success
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,9 +124,143 @@ def test_a_run_with_another_config_is_refused(uninterrupted_run, tmp_path):
     assert ResultStore.open(run_dir).config == small_config()
     # Execution options are not part of the config: another batch size continues the same run.
     assert run_evaluation(small_config(), run_dir, replace(SYNC, num_envs=1)).episodes_run == 0
-    # A folder whose run stored no episode yet takes the new config.
+    # The stored config is never replaced, not even before the first episode.
     ResultStore.create(tmp_path, small_config())
-    assert ResultStore.create(tmp_path, small_config(seeds=1)).config.seeds == 1
+    with pytest.raises(ConfigMismatchError, match="holds no episodes yet: delete"):
+        ResultStore.create(tmp_path, small_config(seeds=1))
+    assert ResultStore.open(tmp_path).config == small_config()
+
+
+class OpensThenClosesAgain:
+    """Opens the drawer like the expert script, then, once it is 0.2 m out (past the 0.15 m success
+    threshold), pushes it back in while still holding the handle; never says terminate."""
+
+    name = "opens-then-closes-again"
+
+    def __init__(self):
+        self.expert = ScriptedDrawerPolicy(1.0, seed=0)
+
+    def reset(self, instructions):
+        self.expert.reset(instructions)
+        self.targets = [DRAWERS.index(text.split()[1]) for text in instructions]
+        self.closing = np.zeros(len(instructions), dtype=bool)
+
+    def act(self, observations, instructions):
+        actions = self.expert.act(observations, instructions).actions.copy()
+        opening = np.asarray(observations["extra"]["drawer_qpos"])[np.arange(len(self.targets)), self.targets]
+        self.closing |= opening >= 0.2
+        actions[self.closing] = [0.04, 0, 0, 0, 0, 0, 0]  # the robot faces the cabinet: forward pushes it in
+        return PolicyStep(actions, terminate=np.zeros(len(instructions), dtype=bool))
+
+
+class TerminatedMirrorsSuccess(gym.Wrapper):
+    """What SIMPLER's drawer envs do: ``terminated`` is True at every step where the task is met."""
+
+    def step(self, action):
+        obs, reward, _, truncated, info = self.env.step(action)
+        return obs, reward, bool(info["success"]), truncated, info
+
+
+class SimplerLikeTrialEnv(DrawerTrialEnv):
+    def _make(self, trial):
+        return TerminatedMirrorsSuccess(super()._make(trial))
+
+
+def state_only_config(**overrides):
+    return tiny_config(**{"trials": ("OpenTopDrawer/b1",), "domains": ("unedited",), "standin_camera": None,
+                          "env_kwargs": {"obs_mode": "state_dict"}, "max_episode_steps": 40, **overrides})
+
+
+def pending(config, trial="OpenTopDrawer/b1", urdf_version=DEFAULT_URDF_VERSION):
+    return [PendingEpisode(config.policies[0], "unedited", "", urdf_version, 0, parse_trial(trial))]
+
+
+@pytest.mark.parametrize("simulator", ["harness env", "terminated mirrors success"])
+def test_an_episode_is_judged_at_its_last_step_as_simpler_does(simulator):
+    config = state_only_config()
+    if simulator == "harness env":
+        env = make_domain_env(config, SYNC, "unedited", "", DEFAULT_URDF_VERSION, 1)
+    else:  # SIMPLER's envs report terminated = success; that must not end the episode
+        env = EditedVectorEnv(gym.vector.SyncVectorEnv(
+            [lambda: SimplerLikeTrialEnv("standin", success_ends_episode=False, obs_mode="state_dict")]), None)
+    try:
+        (result,) = run_batch(env, OpensThenClosesAgain(), pending(config), config)
+        # The drawer passed the threshold and was closed again: a failure, judged at the step limit.
+        assert result.first_success_step is not None and result.first_success_step < 30
+        assert (result.success, result.steps, result.drawer_qpos) == (False, 40, pytest.approx(0.0))
+        # The expert opens it, leaves it open and says terminate: a success at its terminate step.
+        (expert,) = run_batch(env, ScriptedDrawerPolicy(1.0, seed=0), pending(config), config)
+        assert expert.success and expert.first_success_step < expert.steps < 40 and expert.drawer_qpos >= 0.15
+        (untouched,) = run_batch(env, ScriptedDrawerPolicy(0.0, seed=0), pending(config, "CloseTopDrawer/b1"),
+                                 config)
+        assert untouched.first_success_step is None and not untouched.success
+    finally:
+        env.close()
+
+
+def test_an_env_that_ends_episodes_on_success_is_refused():
+    config = state_only_config()
+    env = EditedVectorEnv(gym.vector.SyncVectorEnv([lambda: SimplerLikeTrialEnv("standin", obs_mode="state_dict")]),
+                          None)
+    try:
+        with pytest.raises(RuntimeError, match="success_ends_episode=False"):
+            list(run_batch(env, OpensThenClosesAgain(), pending(config), config))
+    finally:
+        env.close()
+
+
+def test_urdf_versions_are_stored_per_episode_resumed_and_reported(tmp_path):
+    config = small_config(trials=("OpenTopDrawer/b1", "CloseMiddleDrawer/a1"), seeds=1, urdf_versions=URDF_VERSIONS)
+    assert config.expected_episodes() == 2 * 2 * 4 and config.config_hash != small_config().config_hash
+    stored: list = []
+
+    def kill_after_five(episode):
+        stored.append(episode.key)
+        if len(stored) == 5:
+            raise SimulatedKill
+
+    with pytest.raises(SimulatedKill):
+        run_evaluation(config, tmp_path, SYNC, on_episode=kill_after_five)
+    summary = run_evaluation(config, tmp_path, SYNC)
+    assert (summary.episodes_already_done, summary.episodes_run) == (5, 11)
+    episodes = ResultStore.open(tmp_path).episodes()
+    assert sorted(e.key for e in episodes) == sorted(
+        (policy.name, "unedited", "", urdf, 0, trial.split("/")[0], trial.split("/")[1])
+        for policy in config.policies for urdf in URDF_VERSIONS for trial in config.trials)
+    # The stand-in has no URDFs: it records the name and runs the same episode for all four.
+    by_run = {}
+    for e in episodes:
+        by_run.setdefault((e.policy, e.task), set()).add((e.success, e.steps, round(e.drawer_qpos, 9)))
+    assert all(len(outcomes) == 1 for outcomes in by_run.values())
+
+    report = write_report(tmp_path)
+    markdown = (tmp_path / "report.md").read_text()
+    assert "SIMPLER's four visual-matching versions" in markdown and "by robot URDF version" in markdown
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["run"]["urdf_versions"] == list(URDF_VERSIONS)
+    (domain,) = saved["domains"]
+    assert list(domain["rates_by_urdf_version"]) == list(URDF_VERSIONS)
+    # A trial's four URDF versions are one cluster of the bootstrap: 4 episodes, 1 trial.
+    open_rate = report.domain("unedited").rates[0].open
+    assert (open_rate.episodes, open_rate.trials) == (4, 1)
+
+
+def test_urdf_version_names_follow_simpler(monkeypatch):
+    assert select_urdf_versions(None) == (DEFAULT_URDF_VERSION,) == ("recolor_cabinet_visual_matching_1",)
+    assert select_urdf_versions(["all"]) == URDF_VERSIONS
+    assert select_urdf_versions(["None", "recolor_tabletop_visual_matching_2"]) == (
+        "recolor_tabletop_visual_matching_2", "none")
+    with pytest.raises(ValueError, match="choose from recolor_cabinet_visual_matching_1"):
+        select_urdf_versions(["recolor_cabinet"])
+    with pytest.raises(ValueError, match="urdf_versions"):
+        small_config(env_kwargs={"urdf_version": "none"})
+    # SIMPLER gets its own spelling: None for the original URDF.
+    made = []
+    monkeypatch.setattr("envs.simpler.make_simpler_drawer",
+                        lambda task, pose, **kwargs: made.append(kwargs) or DrawerStandIn(task, pose))
+    for name, expected in (("none", None), ("recolor_tabletop_visual_matching_1", "recolor_tabletop_visual_matching_1")):
+        env = DrawerTrialEnv("simpler", task="OpenTopDrawer", pose="a0", urdf_version=name, shader_dir="ibl")
+        assert made[-1] == {"urdf_version": expected, "shader_dir": "ibl"} and env.urdf_version == name
 
 
 def test_reset_seeds_depend_only_on_seed_index_and_trial():
@@ -159,23 +307,49 @@ def test_report_metrics_equal_the_metrics_of_the_database_rates(graded_run):
     stands_in_for = {p.name: p.real_world_name for p in ResultStore.open(run_dir).config.policies}
     report = json.loads((run_dir / "report.json").read_text())
     (domain,) = report["domains"]
+
+    def trials(policy, action):  # per-trial outcome arrays, read from the database rows
+        keys = sorted({(e.task, e.pose) for e in episodes if e.policy == policy and e.action == action})
+        return [[e.success for e in episodes if e.policy == policy and (e.task, e.pose) == key] for key in keys]
+
     for column in ("open", "close", "average"):
-        sim, real = {}, {}
+        sim, real, strata = {}, {}, {}
         for policy, real_name in stands_in_for.items():
             by_action = {a: np.mean([e.success for e in episodes if e.policy == policy and e.action == a])
                          for a in ("open", "close")}
             sim[policy] = (by_action["open"] + by_action["close"]) / 2 if column == "average" else by_action[column]
             real[policy] = getattr(table[real_name], column)
-        assert domain["agreement"][column]["mmrv"] == pytest.approx(mmrv(sim, real), abs=1e-12)
-        assert domain["agreement"][column]["pearson_r"] == pytest.approx(pearson_r(sim, real), abs=1e-12)
+            strata[policy] = [trials(policy, a) for a in (("open", "close") if column == "average" else (column,))]
+        agreement = domain["agreement"][column]
+        assert agreement["mmrv"] == pytest.approx(mmrv(sim, real), abs=1e-12)
+        assert agreement["pearson_r"] == pytest.approx(pearson_r(sim, real), abs=1e-12)
+        intervals = agreement_bootstrap(strata, real, n_boot=10_000, seed=0)
+        assert agreement["mmrv_interval"] == pytest.approx(list(intervals.mmrv_interval))
+        assert agreement["pearson_r_interval"] == pytest.approx(list(intervals.pearson_r_interval))
         reported = {r["policy"]: r[column]["rate"] for r in domain["rates"]}
         assert reported == pytest.approx(sim)
+        for rates in domain["rates"]:
+            assert (rates[column]["low"], rates[column]["high"]) == pytest.approx(
+                cluster_bootstrap_ci(strata[rates["policy"]], n_boot=10_000, seed=0))
     low, high = domain["rates"][1]["open"]["low"], domain["rates"][1]["open"]["high"]
     assert low < domain["rates"][1]["open"]["rate"] < high
-    metrics = [domain["agreement"][column][name] for column in ("average", "open", "close")
-               for name in ("mmrv", "pearson_r")]
-    row = f"| unedited | {domain['episodes']} | " + " | ".join(f"{value:.3f}" for value in metrics) + " |"
+    assert domain["rates"][1]["open"]["trials"] == 9 and domain["rates"][1]["average"]["trials"] == 18
+    cells = [f"{agreement[name]:.3f} [{agreement[name + '_interval'][0]:.3f}, {agreement[name + '_interval'][1]:.3f}]"
+             for agreement in (domain["agreement"][column] for column in ("average", "open", "close"))
+             for name in ("mmrv", "pearson_r")]
+    row = f"| unedited | {domain['episodes']} | " + " | ".join(cells) + " |"
     assert row in (run_dir / "report.md").read_text()
+
+
+def test_plots_draw_intervals_that_do_not_contain_their_point(graded_run, tmp_path):
+    _, report = graded_run
+    (domain,) = report.domains
+    average = domain.agreement["average"]
+    # A percentile interval need not contain the point estimate (MMRV 0 here, its interval above it).
+    shifted = replace(average, mmrv_interval=(average.mmrv + 0.1, average.mmrv + 0.2))
+    report = replace(report, domains=[replace(domain, agreement={**domain.agreement, "average": shifted})])
+    written = write_plots(report, tmp_path)
+    assert sorted(path.name for path in written) == ["agreement.png", "scatter_unedited.png"]
 
 
 def load_script():

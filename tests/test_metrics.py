@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr
 
-from sim2real_edit.metrics import bootstrap_ci, mmrv, pearson_r
+from sim2real_edit.metrics import (
+    agreement_bootstrap,
+    bootstrap_ci,
+    cluster_bootstrap_ci,
+    mmrv,
+    pearson_r,
+    trial_rate,
+)
 from sim2real_edit.real_world import checkpoint_policy_names, real_world_success
 
 REAL = [0.8, 0.6, 0.0]
@@ -119,3 +126,69 @@ def test_real_world_table_errors_name_the_fix(tmp_path):
     broken.write_text("policies:\n  RT-1-X: {open: 0.5}\n")
     with pytest.raises(ValueError, match="lacks \\['close', 'trials'\\]"):
         real_world_success(broken)
+
+
+def test_cluster_bootstrap_resamples_trials_not_episodes():
+    # 10 trials of 10 episodes each; a trial's episodes all agree (5 trials succeed, 5 fail). Resampling trials
+    # makes the rate Binomial(10, 0.5) / 10, whose 2.5% and 97.5% quantiles are 0.2 and 0.8 exactly
+    # (P(X <= 1) = 11/1024 < 0.025 < P(X <= 2) = 56/1024).
+    trials = [[1] * 10] * 5 + [[0] * 10] * 5
+    assert trial_rate([trials]) == 0.5
+    assert cluster_bootstrap_ci([trials], n_boot=20_000, seed=0) == (0.2, 0.8)
+    # Treating the 100 episodes as independent gives an interval about sqrt(10) times narrower.
+    low, high = bootstrap_ci(np.ravel(trials), n_boot=20_000, seed=0)
+    assert high - low == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 100), abs=0.02)
+
+
+def test_trial_rates_pool_episodes_and_average_rate_groups():
+    # Pooled over episodes: 4 of 5, not the mean of the trial rates (0.5).
+    assert trial_rate([[[1, 1, 1, 1], [0]]]) == pytest.approx(0.8)
+    # SIMPLER's average: the mean of the open and close rates.
+    assert trial_rate([[[1, 1], [1, 0]], [[0, 0], [0, 0]]]) == pytest.approx((0.75 + 0.0) / 2)
+    # Trials whose episodes are all alike and equal: every resample gives the same rate.
+    assert cluster_bootstrap_ci([[[1, 1], [1, 1]], [[0], [0], [0]]]) == (0.5, 0.5)
+    # One trial: nothing to resample, the interval is the rate itself.
+    assert cluster_bootstrap_ci([[[1, 0, 1, 1]]]) == (0.75, 0.75)
+    assert cluster_bootstrap_ci([[[1], [0]]], seed=4) == cluster_bootstrap_ci([[[1], [0]]], seed=4)
+
+
+def test_cluster_bootstrap_rejects_bad_input():
+    with pytest.raises(ValueError, match="rate groups"):
+        cluster_bootstrap_ci([1, 0, 1])
+    with pytest.raises(ValueError, match="holds no trials"):
+        cluster_bootstrap_ci([[]])
+    with pytest.raises(ValueError, match="0/1"):
+        cluster_bootstrap_ci([[[0.5, 1.0]]])
+    with pytest.raises(ValueError, match="alpha"):
+        cluster_bootstrap_ci([[[1], [0]]], alpha=1.5)
+
+
+def test_agreement_intervals_resample_every_policy_independently():
+    real = {"a": 0.9, "b": 0.1}
+    # Both policies: one trial that always succeeds and one that always fails (rate 0.5). Each draw gives a
+    # rate of 0, 0.5 or 1 (probabilities 1/4, 1/2, 1/4) to each policy, independently, so a, ahead in the
+    # real world, ends up ahead (MMRV 0), tied (MMRV 0.8 / 2) or behind (MMRV 0.8): the interval is [0, 0.8].
+    # Resampling both policies' trials together would tie them in every draw.
+    sim = {"a": [[[1, 1], [0, 0]]], "b": [[[1, 1], [0, 0]]]}
+    result = agreement_bootstrap(sim, real, n_boot=5_000, seed=0)
+    assert (result.mmrv, result.pearson_r) == (pytest.approx(0.4), 0.0)  # tied rates: r = 0 (SIMPLER's 1e-8)
+    assert result.mmrv_interval == pytest.approx((0.0, 0.8))
+    assert result.pearson_r_interval == pytest.approx((-1.0, 1.0), abs=1e-6)
+    assert agreement_bootstrap(sim, real, n_boot=500, seed=1) == agreement_bootstrap(sim, real, n_boot=500, seed=1)
+
+
+def test_agreement_intervals_are_points_where_no_draw_can_change_the_rates():
+    real = {"a": 0.8, "b": 0.6, "c": 0.0}
+    # Every trial of a policy has the same outcomes: resampling trials cannot move any rate.
+    sim = {"a": [[[1, 0], [1, 0]]], "b": [[[1, 0, 0, 0]] * 3], "c": [[[0], [0]]]}
+    result = agreement_bootstrap(sim, real, n_boot=2_000)
+    assert result.mmrv == mmrv({"a": 0.5, "b": 0.25, "c": 0.0}, real) == 0.0
+    assert result.mmrv_interval == (0.0, 0.0)
+    expected_r = pearson_r([0.5, 0.25, 0.0], [0.8, 0.6, 0.0])
+    assert result.pearson_r == pytest.approx(expected_r)
+    assert result.pearson_r_interval == pytest.approx((expected_r, expected_r))
+    # The open/close average: a policy's rate is the mean of its rate groups' rates.
+    averaged = agreement_bootstrap({"a": [[[1]], [[1]]], "b": [[[1]], [[0]]]}, {"a": 0.9, "b": 0.5})
+    assert averaged.mmrv == 0.0 and averaged.pearson_r == pytest.approx(1.0, abs=1e-7)
+    with pytest.raises(ValueError, match="only in sim"):
+        agreement_bootstrap({"a": [[[1]]], "b": [[[0]]]}, {"a": 0.9, "c": 0.5})

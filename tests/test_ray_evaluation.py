@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from envs.protocol import URDF_VERSIONS
 from sim2real_edit.evaluation import (
     ExecutionOptions,
     ResultStore,
@@ -128,16 +129,19 @@ def load_script():
 
 
 def test_units_are_the_single_machine_batches():
-    config = small_config()
-    done = {(POLICIES[0], "unedited", "", 0, "OpenTopDrawer", "a0")}
+    config = replace(small_config(), urdf_versions=URDF_VERSIONS[:2])
+    done = {(POLICIES[0], "unedited", "", URDF_VERSIONS[0], 0, "OpenTopDrawer", "a0")}
     units = plan_units(config, done, num_envs=3)
     keys = [episode.key for unit in units for episode in unit.episodes]
+    assert config.expected_episodes() == 64
     assert len(keys) == len(set(keys)) == config.expected_episodes() - 1 and not set(keys) & done
     assert all(1 <= len(unit.episodes) <= 3 for unit in units)
-    assert all({(e.domain, e.style, e.policy.name) for e in unit.episodes} == {(unit.domain, unit.style,
-                                                                              unit.policy_name)} for unit in units)
+    assert all({(e.domain, e.style, e.urdf_version, e.policy.name) for e in unit.episodes}
+               == {(unit.domain, unit.style, unit.urdf_version, unit.policy_name)} for unit in units)
     assert [unit.index for unit in units] == list(range(len(units)))
-    assert [(u.domain, len(u.episodes)) for u in units[:3]] == [("unedited", 3), ("unedited", 3), ("unedited", 1)]
+    assert [(u.domain, u.urdf_version, len(u.episodes)) for u in units[:3]] == [
+        ("unedited", URDF_VERSIONS[0], 3), ("unedited", URDF_VERSIONS[0], 3), ("unedited", URDF_VERSIONS[0], 1)]
+    assert {u.urdf_version for u in units} == set(URDF_VERSIONS[:2])
 
 
 def testworker_layout_follows_the_cluster_and_refuses_what_cannot_be_scheduled():

@@ -15,7 +15,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs.protocol import ALL_TASKS, MAX_EPISODE_STEPS, ROBOT_POSES, DrawerTask, Trial, protocol_trials
+from envs.protocol import (
+    ALL_TASKS,
+    DEFAULT_URDF_VERSION,
+    MAX_EPISODE_STEPS,
+    ROBOT_POSES,
+    URDF_VERSIONS,
+    DrawerTask,
+    Trial,
+    check_urdf_version,
+    protocol_trials,
+)
 from envs.trial_env import parse_trial
 from policies.scripted import GRADED_SKILLS
 from sim2real_edit.real_world import checkpoint_policy_names, real_world_success
@@ -67,9 +77,11 @@ class PolicySpec:
 class EvalConfig:
     """The episodes of a run and how each one is produced; defaults are the paper's protocol.
 
-    The run evaluates every policy on every trial, for seed indices ``0 .. seeds-1``, in every domain:
-    ``unedited`` once, and each edited variant once per style. A seed index fixes an episode's reset seed
-    (robot start jitter and the diffusion noise of its edits) together with its trial.
+    The run evaluates every policy on every trial, for seed indices ``0 .. seeds-1``, with every robot URDF
+    version, in every domain: ``unedited`` once, and each edited variant once per style. A seed index fixes an
+    episode's reset seed (robot start jitter and the diffusion noise of its edits) together with its trial.
+    ``urdf_versions``: the paper ran SIMPLER's first visual-matching URDF only (the default); SIMPLER's own
+    visual-matching numbers average all four (`envs.protocol.URDF_VERSIONS`).
     """
 
     preset: str = "full"
@@ -78,6 +90,7 @@ class EvalConfig:
     seeds: int = 3
     styles: tuple[str, ...] = field(default_factory=lambda: tuple(StyleRegistry.load().names))
     domains: tuple[str, ...] = DOMAINS
+    urdf_versions: tuple[str, ...] = (DEFAULT_URDF_VERSION,)
     max_episode_steps: int = MAX_EPISODE_STEPS
     edit_steps: int | None = None  # denoising steps per edit; None: the env's default (paper: 20)
     edit_short_side: int | None = None  # frames are edited at this short side; None: the env's default (256)
@@ -104,6 +117,16 @@ class EvalConfig:
             raise ValueError(f"unknown domains {unknown or '(none given)'}; choose from {DOMAINS}")
         if any(domain != UNEDITED for domain in self.domains) and not self.styles:
             raise ValueError("edited domains need at least one style (see configs/styles.yaml)")
+        if not self.urdf_versions:
+            raise ValueError(f"no robot URDF versions; choose from {URDF_VERSIONS}")
+        if tuple(map(check_urdf_version, self.urdf_versions)) != self.urdf_versions or len(
+                set(self.urdf_versions)) != len(self.urdf_versions):
+            raise ValueError(
+                f"urdf_versions must be distinct names from {URDF_VERSIONS}, got {self.urdf_versions}; "
+                "use select_urdf_versions to normalise a selection"
+            )
+        if "urdf_version" in self.env_kwargs:
+            raise ValueError("choose the robot URDF with urdf_versions (stored per episode), not env_kwargs")
         if not self.trials:
             raise ValueError("no trials: give trial keys such as 'OpenTopDrawer/a0' or task names")
         self.trial_list()  # an unknown task or pose names the known ones
@@ -125,7 +148,7 @@ class EvalConfig:
     def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
         values = dict(values)
         values["policies"] = tuple(PolicySpec(**policy) for policy in values["policies"])
-        for key in ("trials", "styles", "domains"):
+        for key in ("trials", "styles", "domains", "urdf_versions"):
             values[key] = tuple(values[key])
         if values.get("standin_camera") is not None:
             values["standin_camera"] = tuple(values["standin_camera"])
@@ -147,7 +170,7 @@ class EvalConfig:
         return pairs + [(domain, style) for style in self.styles for domain in edited]
 
     def expected_episodes(self) -> int:
-        return len(self.policies) * len(self.trials) * self.seeds * len(self.domain_styles())
+        return len(self.policies) * len(self.trials) * self.seeds * len(self.urdf_versions) * len(self.domain_styles())
 
     def env_options(self) -> dict[str, Any]:
         """Keyword arguments of `envs.make_vec` that every domain of this run shares."""
@@ -198,6 +221,17 @@ def select_trials(selection: list[str] | None) -> tuple[str, ...]:
             task = DrawerTask.parse(item)
             chosen.update(Trial(task, pose).key for pose in ROBOT_POSES)
     return tuple(trial.key for trial in protocol_trials() if trial.key in chosen)
+
+
+def select_urdf_versions(selection: list[str] | None) -> tuple[str, ...]:
+    """URDF version names in the protocol's order; None: the default (the paper's one), ``["all"]``: SIMPLER's
+    four. ``None``/``none`` names SIMPLER's original URDF."""
+    if not selection:
+        return (DEFAULT_URDF_VERSION,)
+    if selection == ["all"]:
+        return URDF_VERSIONS
+    chosen = {check_urdf_version(name) for name in selection}
+    return tuple(name for name in URDF_VERSIONS if name in chosen)
 
 
 def spread_trials(poses_per_task: int) -> tuple[str, ...]:

@@ -1,8 +1,8 @@
 """The evaluation run on a Ray cluster: the episodes spread over workers, stored by the driver alone.
 
 The driver splits the episodes that the run folder's database lacks into work units, each one batch of
-`runner.run_batch` (up to ``num_envs`` episodes of one policy in one (domain, style)), and hands them out as
-workers free up. Every worker holds one or two units at a time, keeps to the domain whose vector env it has
+`runner.run_batch` (up to ``num_envs`` episodes of one policy in one (domain, style, URDF version)), and hands
+them out as workers free up. Every worker holds one or two units at a time, keeps to the domain whose vector env it has
 built while that domain has units left, and, once no unit is left to hand out, an idle worker takes a
 second copy of a straggling unit: the first copy to finish counts, the other is ignored.
 
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from .config import UNEDITED, EvalConfig, ExecutionOptions
 from .results import EpisodeResult, ResultStore
+from .run_folder import claim_run_folder
 from .runner import (
     EnvKey,
     EpisodeCallback,
@@ -133,8 +134,7 @@ class EvaluationWorker:
             return self.envs[key]
         while len(self.envs) >= self.cached_envs:
             self.envs.popitem(last=False)[1].close()
-        domain, style, num_envs = key
-        self.envs[key] = make_domain_env(self.config, self.options, domain, style, num_envs)
+        self.envs[key] = make_domain_env(self.config, self.options, *key)
         return self.envs[key]
 
 
@@ -185,28 +185,29 @@ class RayEvaluation:
         """Runs the episodes that the run folder's database lacks on the cluster, storing each as its unit's
         result arrives. ``on_episode`` is called after each episode is stored."""
         started = time.perf_counter()
-        store = ResultStore.create(self.run_dir, self.config)  # refuses a folder of another config's run
-        units = plan_units(self.config, store.done_keys(), self.options.num_envs)
-        self.progress = RayProgress(units=len(units))
-        to_run = sum(len(unit.episodes) for unit in units)
-        already_done = self.config.expected_episodes() - to_run
-        if not units:
-            return RaySummary(self.run_dir, 0, already_done, time.perf_counter() - started)
-        if already_done:
-            logger.info("%d of %d episodes already in %s; running the other %d on Ray",
-                        already_done, self.config.expected_episodes(), store.path, to_run)
-        _write_missing_exemplars(self.config)  # before workers race to write them
+        # The driver holds the folder's lock for the whole run: it is the database's only writer.
+        with claim_run_folder(self.run_dir, self.config) as store:
+            units = plan_units(self.config, store.done_keys(), self.options.num_envs)
+            self.progress = RayProgress(units=len(units))
+            to_run = sum(len(unit.episodes) for unit in units)
+            already_done = self.config.expected_episodes() - to_run
+            if not units:
+                return RaySummary(self.run_dir, 0, already_done, time.perf_counter() - started)
+            if already_done:
+                logger.info("%d of %d episodes already in %s; running the other %d on Ray",
+                            already_done, self.config.expected_episodes(), store.path, to_run)
+            _write_missing_exemplars(self.config)  # before workers race to write them
 
-        ray = _import_ray()
-        started_ray = not ray.is_initialized()
-        if started_ray:
-            ray.init(address=self.ray_options.address)
-        try:
-            _Dispatcher(ray, self, units, store, on_episode).run()
-        finally:
-            self._stop_workers(ray)
+            ray = _import_ray()
+            started_ray = not ray.is_initialized()
             if started_ray:
-                ray.shutdown()
+                ray.init(address=self.ray_options.address)
+            try:
+                _Dispatcher(ray, self, units, store, on_episode).run()
+            finally:
+                self._stop_workers(ray)
+                if started_ray:
+                    ray.shutdown()
         counts = asdict(self.progress)
         stored = counts.pop("episodes_stored")
         return RaySummary(self.run_dir, stored, already_done, time.perf_counter() - started, **counts)

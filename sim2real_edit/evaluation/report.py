@@ -3,32 +3,40 @@
 For every visual domain - the unedited simulator, each edited variant per style, and each edited variant
 with all styles pooled - it gives each policy's open, close and average success rate with bootstrap
 confidence intervals, and MMRV and Pearson r of those rates against the real-world table
-(`configs/real_world.yaml`), with a sim-vs-real scatter plot. Where both edited variants ran, it sets
-them side by side: does keeping the frame outside the cabinet exactly as rendered predict better?
+(`configs/real_world.yaml`) with bootstrap intervals, and a sim-vs-real scatter plot. Where both edited
+variants ran, it sets them side by side: does keeping the frame outside the cabinet exactly as rendered
+predict better? Rates pool the run's robot URDF versions (SIMPLER averages its four); with more than one,
+each version's rates are given too.
+
+Intervals are cluster bootstraps over trials (`sim2real_edit.metrics`): a trial's episodes over seeds,
+styles and URDF versions are correlated, so they are resampled together. Only the episodes of the config
+stored in the run folder count; the report says if the database holds any others.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sim2real_edit.metrics import bootstrap_ci, bootstrap_rates, mmrv, pearson_r
+from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
+from sim2real_edit.metrics import TrialOutcomes, agreement_bootstrap, cluster_bootstrap_ci, trial_rate
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
 from .config import EDITED, EDITED_COMPOSITED, UNEDITED, EvalConfig
-from .results import EpisodeResult, ResultStore
+from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
 ALL_STYLES = "all styles"
+BOOTSTRAP_DRAWS = 10_000
+BOOTSTRAP_SEED = 0
 
 TINY_NOTICE = (
     "**Tiny preset: this report demonstrates the machinery, not real results.** The episodes ran on the "
@@ -39,6 +47,8 @@ STAND_IN_NOTICE = (
     "labelled with the checkpoint it stands in for); they read the stand-in's privileged state, not the "
     "camera, so no visual domain can change what they do."
 )
+SUCCESS_RULE = ("an episode ends at the policy's terminate or the step limit and counts as a success if the drawer "
+                "meets the task's threshold at that last step (SIMPLER's evaluator)")
 DEMO_METRICS_NOTICE = (
     "MMRV and Pearson r are computed from the episodes that actually ran, against SIMPLER's real-world "
     "table; they say nothing about real robots."
@@ -47,12 +57,14 @@ DEMO_METRICS_NOTICE = (
 
 @dataclass(frozen=True)
 class RateEstimate:
-    """A success rate with its percentile-bootstrap interval over ``episodes`` episodes."""
+    """A success rate with its percentile cluster-bootstrap interval over ``episodes`` episodes of ``trials``
+    trials (a trial's episodes resampled together)."""
 
     rate: float
     low: float
     high: float
     episodes: int
+    trials: int
 
 
 @dataclass(frozen=True)
@@ -69,11 +81,14 @@ class PolicyRates:
 
 @dataclass(frozen=True)
 class Agreement:
-    """MMRV and Pearson r of one column's simulated rates against the real ones, over ``policies``."""
+    """MMRV and Pearson r of one column's simulated rates against the real ones, over ``policies``, with
+    percentile bootstrap intervals (every policy's trials resampled independently)."""
 
     mmrv: float
     pearson_r: float
     policies: tuple[str, ...]
+    mmrv_interval: tuple[float, float]
+    pearson_r_interval: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -88,6 +103,7 @@ class DomainReport:
     rates: tuple[PolicyRates, ...]
     agreement: dict[str, Agreement | None]
     plot: str
+    rates_by_urdf_version: dict[str, tuple[PolicyRates, ...]] = field(default_factory=dict)  # if several ran
 
 
 @dataclass
@@ -96,6 +112,9 @@ class Report:
     episodes_stored: int
     real_world: dict[str, RealWorldSuccess]
     domains: list[DomainReport] = field(default_factory=list)
+    other_config_rows: dict[str, int] = field(default_factory=dict)  # episodes of other configs, left out
+    n_boot: int = BOOTSTRAP_DRAWS
+    alpha: float = 0.05
 
     @property
     def is_demo(self) -> bool:
@@ -135,7 +154,17 @@ class Report:
                 "config_hash": self.config.config_hash,
                 "episodes_stored": self.episodes_stored,
                 "episodes_expected": self.config.expected_episodes(),
+                "urdf_versions": list(self.config.urdf_versions),
+                "success_rule": SUCCESS_RULE,
+                "other_config_rows": self.other_config_rows,
                 "config": self.config.to_dict(),
+            },
+            "bootstrap": {
+                "method": "percentile; cluster bootstrap over trials (a trial's seeds, styles and URDF versions "
+                          "resampled together); MMRV/r: every policy's trials resampled independently",
+                "confidence": 1 - self.alpha,
+                "draws": self.n_boot,
+                "seed": BOOTSTRAP_SEED,
             },
             "policies": [
                 {
@@ -156,6 +185,8 @@ class Report:
                     "plot": domain.plot,
                     "agreement": agreement(domain.agreement),
                     "rates": [asdict(rates) for rates in domain.rates],
+                    "rates_by_urdf_version": {urdf: [asdict(rates) for rates in by_policy]
+                                              for urdf, by_policy in domain.rates_by_urdf_version.items()},
                 }
                 for domain in self.domains
             ],
@@ -172,19 +203,29 @@ class Report:
         if self.notice:
             lines += [f"> {self.notice}", ""]
         complete = "complete" if self.episodes_stored == config.expected_episodes() else "INCOMPLETE"
+        if self.other_config_rows:
+            counts = ", ".join(f"`{key}`: {count}" for key, count in self.other_config_rows.items())
+            lines += [(f"> **Warning: the database also holds {sum(self.other_config_rows.values())} episode(s) "
+                       f"of other configurations ({counts}).** They are left out of everything below; only "
+                       f"config `{config.config_hash}`'s episodes count."), ""]
         lines += [
             (f"- Config `{config.config_hash}`, preset `{config.preset}`: {self.episodes_stored} of "
              f"{config.expected_episodes()} episodes stored ({complete})."),
-            (f"- {len(config.trials)} trials x {config.seeds} seed(s); domains: {', '.join(config.domains)}; "
-             f"styles: {', '.join(config.styles)}; episodes end at {config.max_episode_steps} steps."),
+            (f"- {len(config.trials)} trials x {config.seeds} seed(s) x {len(config.urdf_versions)} robot URDF "
+             f"version(s); domains: {', '.join(config.domains)}; styles: {', '.join(config.styles)}."),
+            f"- Robot URDF versions: {_urdf_description(config.urdf_versions)}",
+            f"- Episodes: {SUCCESS_RULE}; at most {config.max_episode_steps} steps.",
             "- Policies: " + "; ".join(_policy_label(p.name, p.real_world_name, p.is_stand_in)
                                        for p in config.policies) + ".",
+            (f"- Intervals: {1 - self.alpha:.0%} percentile cluster bootstrap over trials ({self.n_boot} draws, "
+             f"seed {BOOTSTRAP_SEED}): a trial's episodes (its seeds, styles and URDF versions) are resampled "
+             "together; MMRV and r intervals resample every policy's trials independently."),
             "",
             "## Agreement with the real world",
             "",
             ("MMRV: lower is better (0 = the simulator ranks the policies as the real world does). Pearson r: "
              "higher is better. Both over the policies with real-world rates; \"avg\" is on the open/close-"
-             "averaged rates, as SIMPLER reports it."),
+             "averaged rates, as SIMPLER reports it. Brackets: bootstrap intervals."),
             "",
             "| domain | episodes | MMRV avg | r avg | MMRV open | r open | MMRV close | r close |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -193,7 +234,8 @@ class Report:
             cells = []
             for column in ("average", "open", "close"):
                 value = domain.agreement[column]
-                cells += [f"{value.mmrv:.3f}", f"{value.pearson_r:.3f}"] if value else ["-", "-"]
+                cells += [_metric_cell(value.mmrv, value.mmrv_interval),
+                          _metric_cell(value.pearson_r, value.pearson_r_interval)] if value else ["-", "-"]
             lines.append(f"| {domain.name} | {domain.episodes} | " + " | ".join(cells) + " |")
         rows = self.compositing_rows()
         if rows:
@@ -214,8 +256,8 @@ class Report:
                     f"{_fmt(b and b.pearson_r)} |"
                 )
         lines += ["", "## Success rates", "",
-                  ("Rates with 95% percentile-bootstrap intervals and episode counts; real-world rates from "
-                   "`configs/real_world.yaml`."), ""]
+                  (f"Rates with {1 - self.alpha:.0%} cluster-bootstrap intervals, episode and trial counts; "
+                   "real-world rates from `configs/real_world.yaml`."), ""]
         for domain in self.domains:
             lines += [
                 f"### {domain.name}",
@@ -232,38 +274,53 @@ class Report:
                     + " | ".join(_estimate_cell(rates.estimate(column)) for column in COLUMNS)
                     + f" | {real_cell} |"
                 )
+            if domain.rates_by_urdf_version:
+                urdfs = list(domain.rates_by_urdf_version)
+                lines += ["", f"Average success by robot URDF version ({domain.name}):", "",
+                          "| policy | " + " | ".join(urdfs) + " |", "| --- |" + " --- |" * len(urdfs)]
+                for index, rates in enumerate(domain.rates):
+                    lines.append(f"| {rates.policy} | " + " | ".join(
+                        _estimate_cell(domain.rates_by_urdf_version[urdf][index].average) for urdf in urdfs) + " |")
             lines += ["", f"![{domain.name}: simulated vs real success]({domain.plot})", ""]
         return "\n".join(lines).rstrip() + "\n"
 
 
-def build_report(run_dir: str | Path, n_boot: int = 10_000, alpha: float = 0.05) -> Report:
-    """The report of ``run_dir``, computed from its episode database alone."""
+def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: float = 0.05) -> Report:
+    """The report of ``run_dir``, computed from its episode database alone (the stored config's episodes)."""
     store = ResultStore.open(run_dir)
     episodes = store.episodes()
     config = store.config
     table = real_world_success()
-    report = Report(config, len(episodes), table)
+    report = Report(config, len(episodes), table, other_config_rows=store.other_config_rows(), n_boot=n_boot,
+                    alpha=alpha)
+    real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
+                  for policy in config.policies}
     for name, domain, style in _domain_views(config):
         chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
         if not chosen:
             continue
-        rates = tuple(
-            _policy_rates(policy.name, policy.real_world_name if policy.real_world_name in table else None,
-                          [e for e in chosen if e.policy == policy.name], n_boot, alpha)
-            for policy in config.policies
-        )
-        agreement = {column: _agreement(rates, table, column) for column in COLUMNS}
+        by_policy = {policy: [e for e in chosen if e.policy == policy] for policy in real_names}
+        rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha)
+                      for policy in real_names)
+        agreement = {column: _agreement(by_policy, real_names, table, column, n_boot, alpha) for column in COLUMNS}
+        by_urdf = {}
+        if len(config.urdf_versions) > 1:
+            by_urdf = {urdf: tuple(_policy_rates(policy, real_names[policy],
+                                                 [e for e in by_policy[policy] if e.urdf_version == urdf],
+                                                 n_boot, alpha) for policy in real_names)
+                       for urdf in config.urdf_versions}
         plot = f"{PLOTS_DIR}/scatter_{_slug(name)}.png"
-        report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot))
+        report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot, by_urdf))
     return report
 
 
 def write_report(run_dir: str | Path) -> Report:
-    """Builds the report of ``run_dir`` and writes report.md, report.json and plots/ there."""
+    """Builds the report of ``run_dir`` and writes report.md, report.json and plots/ there (each file replaced
+    whole, so a concurrent reader never sees half of one)."""
     run_dir = Path(run_dir)
     report = build_report(run_dir)
-    (run_dir / REPORT_JSON).write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    (run_dir / REPORT_MARKDOWN).write_text(report.to_markdown())
+    write_text_atomically(run_dir / REPORT_JSON, json.dumps(report.to_json(), indent=2) + "\n")
+    write_text_atomically(run_dir / REPORT_MARKDOWN, report.to_markdown())
     write_plots(report, run_dir)
     return report
 
@@ -286,14 +343,17 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
             if real is None or rates.average is None:
                 continue
             estimate = rates.average
-            axes.errorbar(real.average, estimate.rate, fmt="o",
-                          yerr=[[estimate.rate - estimate.low], [estimate.high - estimate.rate]], capsize=3)
+            points = axes.plot(real.average, estimate.rate, "o")
+            axes.errorbar(real.average, (estimate.low + estimate.high) / 2, yerr=(estimate.high - estimate.low) / 2,
+                          fmt="none", capsize=3, ecolor=points[0].get_color())
             label = f"{rates.policy}\n(as {rates.real_world_name})" if stand_ins[rates.policy] else rates.real_world_name
             right_half = real.average > 0.5  # label towards the middle so that it stays inside the axes
             axes.annotate(label, (real.average, estimate.rate), textcoords="offset points", fontsize=7,
                           xytext=(-6 if right_half else 6, 4), ha="right" if right_half else "left")
         value = domain.agreement["average"]
-        subtitle = f"MMRV {value.mmrv:.3f}, r {value.pearson_r:.3f}" if value else "too few policies for metrics"
+        subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}, "
+                    f"r {_metric_cell(value.pearson_r, value.pearson_r_interval)}" if value
+                    else "too few policies for metrics")
         axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.12), xlabel="real-world success (avg)",
                  ylabel="simulated success (avg)", title=f"{domain.name}\n{subtitle}")
         if report.is_demo:
@@ -308,17 +368,25 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
     if measured:
         figure, (left, right) = plt.subplots(1, 2, figsize=(9, 0.45 * len(measured) + 1.6), sharey=True)
         positions = np.arange(len(measured))
-        mmrvs = [d.agreement["average"].mmrv for d in measured]
-        correlations = [d.agreement["average"].pearson_r for d in measured]
-        left.barh(positions, mmrvs, color="tab:red")
-        right.barh(positions, correlations, color="tab:blue")
-        for axes, values in ((left, mmrvs), (right, correlations)):
+        averages = [d.agreement["average"] for d in measured]
+        mmrvs = [value.mmrv for value in averages]
+        correlations = [value.pearson_r for value in averages]
+        for axes, values, intervals, colour in (
+            (left, mmrvs, [value.mmrv_interval for value in averages], "tab:red"),
+            (right, correlations, [value.pearson_r_interval for value in averages], "tab:blue"),
+        ):
+            axes.barh(positions, values, color=colour)
+            # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
+            lows, highs = np.array(intervals).T
+            axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
+                          ecolor="0.3")
             for position, value in zip(positions, values):
-                axes.annotate(f"{value:.3f}", (value, position), textcoords="offset points", xytext=(3, 0),
+                axes.annotate(f"{value:.3f}", (value, position), textcoords="offset points", xytext=(3, 6),
                               va="center", fontsize=8)
-        left.set(yticks=positions, yticklabels=[d.name for d in measured], xlabel="MMRV (avg), lower is better",
-                 xlim=(0, max(0.1, 1.2 * max(mmrvs))))
-        right.set(xlabel="Pearson r (avg), higher is better", xlim=(-1, 1.2))
+        highest_mmrv = max(high for value in averages for high in value.mmrv_interval)
+        left.set(yticks=positions, yticklabels=[d.name for d in measured],
+                 xlabel="MMRV (avg) with 95% interval, lower is better", xlim=(0, max(0.1, 1.2 * highest_mmrv)))
+        right.set(xlabel="Pearson r (avg) with 95% interval, higher is better", xlim=(-1.05, 1.2))
         left.invert_yaxis()
         figure.tight_layout()
         path = run_dir / PLOTS_DIR / "agreement.png"
@@ -339,45 +407,53 @@ def _domain_views(config: EvalConfig) -> list[tuple[str, str, str]]:
     return views
 
 
+def _trial_outcomes(episodes: list[EpisodeResult], action: str) -> TrialOutcomes:
+    """One array of 0/1 outcomes per trial of ``action``, in trial order: the clusters of the bootstrap."""
+    trials: dict[tuple[str, str], list[bool]] = {}
+    for episode in episodes:
+        if episode.action == action:
+            trials.setdefault((episode.task, episode.pose), []).append(episode.success)
+    return [np.array(outcomes, dtype=np.float64) for _, outcomes in sorted(trials.items())]
+
+
+def _column_strata(episodes: list[EpisodeResult], column: str) -> list[TrialOutcomes] | None:
+    """The rate groups of a column: open or close trials, or both for the open/close average; None if a
+    group has no episodes."""
+    actions = ("open", "close") if column == "average" else (column,)
+    strata = [_trial_outcomes(episodes, action) for action in actions]
+    return strata if all(strata) else None
+
+
 def _policy_rates(
     policy: str, real_world_name: str | None, episodes: list[EpisodeResult], n_boot: int, alpha: float
 ) -> PolicyRates:
-    outcomes = {action: [e.success for e in episodes if e.action == action] for action in ("open", "close")}
-    estimates = {
-        action: RateEstimate(float(np.mean(values)), *bootstrap_ci(values, n_boot=n_boot, alpha=alpha), len(values))
-        if values else None
-        for action, values in outcomes.items()
-    }
-    average = None
-    if estimates["open"] and estimates["close"]:
-        low, high = _average_interval(outcomes["open"], outcomes["close"], n_boot, alpha)
-        rate = (estimates["open"].rate + estimates["close"].rate) / 2
-        average = RateEstimate(rate, low, high, len(outcomes["open"]) + len(outcomes["close"]))
-    return PolicyRates(policy, real_world_name, estimates["open"], estimates["close"], average)
+    estimates = {}
+    for column in COLUMNS:
+        strata = _column_strata(episodes, column)
+        estimates[column] = None if strata is None else RateEstimate(
+            trial_rate(strata), *cluster_bootstrap_ci(strata, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED),
+            episodes=sum(trial.size for stratum in strata for trial in stratum),
+            trials=sum(len(stratum) for stratum in strata),
+        )
+    return PolicyRates(policy, real_world_name, estimates["open"], estimates["close"], estimates["average"])
 
 
-def _average_interval(
-    open_outcomes: Sequence[bool], close_outcomes: Sequence[bool], n_boot: int, alpha: float, seed: int = 0
-) -> tuple[float, float]:
-    """Bootstrap interval of (open rate + close rate) / 2, resampling the two tasks' episodes separately."""
-    rng = np.random.default_rng(seed)
-    means = [bootstrap_rates(outcomes, n_boot, rng) for outcomes in (open_outcomes, close_outcomes)]
-    low, high = np.quantile((means[0] + means[1]) / 2, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
-
-
-def _agreement(rates: Sequence[PolicyRates], table: dict[str, RealWorldSuccess], column: str) -> Agreement | None:
-    """MMRV and Pearson r over the policies with a simulated rate in ``column`` and a real-world row."""
+def _agreement(
+    by_policy: dict[str, list[EpisodeResult]], real_names: dict[str, str | None],
+    table: dict[str, RealWorldSuccess], column: str, n_boot: int, alpha: float,
+) -> Agreement | None:
+    """MMRV and Pearson r over the policies with episodes in ``column`` and a real-world row."""
     sim, real = {}, {}
-    for policy in rates:
-        estimate = policy.estimate(column)
-        if estimate is None or policy.real_world_name is None:
+    for policy, episodes in by_policy.items():
+        strata = _column_strata(episodes, column)
+        if strata is None or real_names[policy] is None:
             continue
-        sim[policy.policy] = estimate.rate
-        real[policy.policy] = getattr(table[policy.real_world_name], column)
+        sim[policy] = strata
+        real[policy] = getattr(table[real_names[policy]], column)
     if len(sim) < 2:
         return None
-    return Agreement(mmrv(sim, real), pearson_r(sim, real), tuple(sim))
+    result = agreement_bootstrap(sim, real, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED)
+    return Agreement(result.mmrv, result.pearson_r, tuple(sim), result.mmrv_interval, result.pearson_r_interval)
 
 
 def _real_rates(real: RealWorldSuccess | None) -> dict[str, float] | None:
@@ -393,7 +469,22 @@ def _policy_label(name: str, real_world_name: str | None, stand_in: bool) -> str
 def _estimate_cell(estimate: RateEstimate | None) -> str:
     if estimate is None:
         return "-"
-    return f"{estimate.rate:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] (n={estimate.episodes})"
+    return (f"{estimate.rate:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] "
+            f"(n={estimate.episodes}, {estimate.trials} trials)")
+
+
+def _metric_cell(value: float, interval: tuple[float, float]) -> str:
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _urdf_description(urdf_versions: tuple[str, ...]) -> str:
+    names = ", ".join(f"`{name}`" for name in urdf_versions)
+    if urdf_versions == URDF_VERSIONS:
+        return (f"{names}: SIMPLER's four visual-matching versions; rates pool them, as SIMPLER's published "
+                "numbers average them.")
+    if urdf_versions == (DEFAULT_URDF_VERSION,):
+        return f"{names} (the paper's protocol; SIMPLER's published numbers average four, `--urdf-versions all`)."
+    return f"{names} (a subset of SIMPLER's four; rates pool them)."
 
 
 def _fmt(value: float | None) -> str:

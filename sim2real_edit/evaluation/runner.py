@@ -1,10 +1,14 @@
 """The episode loop: every policy on every trial and seed, in every visual domain, through the vector env.
 
-One vector env per (domain, style) is built once and reused for all policies and seeds. Each batch runs
-up to ``num_envs`` episodes of one policy; an env's episode ends when the policy says terminate, the
-simulator ends it, or at the step limit, and its result is written to the database at that step. Envs
-whose episode has ended keep stepping (the vector env resets them on its own) but are ignored until the
-batch is over, so the loop never depends on how a Gymnasium version auto-resets.
+One vector env per (domain, style, robot URDF version) is built once and reused for all policies and seeds.
+Each batch runs up to ``num_envs`` episodes of one policy. An episode ends as in SIMPLER's evaluator
+(`simpler_env/evaluation/maniskill2_evaluator.py`): at the step where the policy says terminate (that step's
+action is still taken) or at the time limit, and it is a success if the drawer meets the task's threshold at
+that last step. SIMPLER's envs report ``terminated = success`` at every step; that must not end the episode,
+so the harness builds its envs with ``success_ends_episode=False`` (`envs.trial_env.DrawerTrialEnv`) and
+refuses an env that ends an episode on its own. The first step at which the drawer met the threshold is kept
+too (`EpisodeResult.first_success_step`). Envs whose episode has ended keep stepping but are ignored until
+the batch is over, so the loop never depends on how a Gymnasium version auto-resets.
 
 An episode's reset seed is a pure function of its seed index and trial, and a random policy is seeded
 per episode, so an episode's outcome does not depend on the batch it ran in: a killed run restarted with
@@ -33,6 +37,7 @@ from ..seeding import derive_seed
 from .config import EDITED_COMPOSITED, UNEDITED, EvalConfig, ExecutionOptions, PolicySpec
 from .policy_loading import load_policy
 from .results import EpisodeKey, EpisodeResult, ResultStore
+from .run_folder import claim_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +59,14 @@ class PendingEpisode:
     policy: PolicySpec
     domain: str
     style: str
+    urdf_version: str
     seed: int
     trial: Trial
 
     @property
     def key(self) -> EpisodeKey:
-        return (self.policy.name, self.domain, self.style, self.seed, self.trial.task.name, self.trial.pose)
+        return (self.policy.name, self.domain, self.style, self.urdf_version, self.seed, self.trial.task.name,
+                self.trial.pose)
 
     @property
     def reset_seed(self) -> int:
@@ -74,38 +81,40 @@ class RunSummary:
     wall_s: float
 
 
-def pending_episodes(config: EvalConfig, done: set[EpisodeKey]) -> dict[tuple[str, str], list[PendingEpisode]]:
-    """The episodes not in ``done``, grouped by (domain, style) in run order; within a group by policy,
-    then seed, then trial."""
+def pending_episodes(config: EvalConfig, done: set[EpisodeKey]) -> dict[tuple[str, str, str], list[PendingEpisode]]:
+    """The episodes not in ``done``, grouped by (domain, style, URDF version) in run order; within a group by
+    policy, then seed, then trial."""
     trials = config.trial_list()
-    plan: dict[tuple[str, str], list[PendingEpisode]] = {}
+    plan: dict[tuple[str, str, str], list[PendingEpisode]] = {}
     for domain, style in config.domain_styles():
-        episodes = [
-            PendingEpisode(policy, domain, style, seed, trial)
-            for policy in config.policies
-            for seed in range(config.seeds)
-            for trial in trials
-        ]
-        plan[(domain, style)] = [episode for episode in episodes if episode.key not in done]
+        for urdf_version in config.urdf_versions:
+            episodes = [
+                PendingEpisode(policy, domain, style, urdf_version, seed, trial)
+                for policy in config.policies
+                for seed in range(config.seeds)
+                for trial in trials
+            ]
+            plan[(domain, style, urdf_version)] = [episode for episode in episodes if episode.key not in done]
     return plan
 
 
-EnvKey = tuple[str, str, int]  # domain, style, num_envs
+EnvKey = tuple[str, str, str, int]  # domain, style, urdf_version, num_envs
 
 
 @dataclass(frozen=True)
 class WorkUnit:
-    """One batch of episodes: up to ``num_envs`` episodes of one policy in one (domain, style)."""
+    """One batch of episodes: up to ``num_envs`` episodes of one policy in one (domain, style, URDF version)."""
 
     index: int
     domain: str
     style: str
+    urdf_version: str
     num_envs: int  # of the domain's vector env: the same for every unit of the domain
     episodes: tuple[PendingEpisode, ...]
 
     @property
     def env_key(self) -> EnvKey:
-        return (self.domain, self.style, self.num_envs)
+        return (self.domain, self.style, self.urdf_version, self.num_envs)
 
     @property
     def policy_name(self) -> str:
@@ -113,7 +122,7 @@ class WorkUnit:
 
     @property
     def label(self) -> str:
-        return " ".join(part for part in (self.domain, self.style, self.policy_name) if part)
+        return " ".join(part for part in (self.domain, self.style, self.urdf_version, self.policy_name) if part)
 
 
 
@@ -121,7 +130,7 @@ class WorkUnit:
 def plan_units(config: EvalConfig, done: set[EpisodeKey], num_envs: int) -> list[WorkUnit]:
     """The episodes not in ``done`` as work units, in the single-machine run's order and batching."""
     units: list[WorkUnit] = []
-    for (domain, style), episodes in pending_episodes(config, done).items():
+    for (domain, style, urdf_version), episodes in pending_episodes(config, done).items():
         by_policy = [[e for e in episodes if e.policy.name == spec.name] for spec in config.policies]
         by_policy = [group for group in by_policy if group]
         if not by_policy:
@@ -130,16 +139,19 @@ def plan_units(config: EvalConfig, done: set[EpisodeKey], num_envs: int) -> list
         for group in by_policy:
             for start in range(0, len(group), domain_envs):
                 batch = tuple(group[start : start + domain_envs])
-                units.append(WorkUnit(len(units), domain, style, domain_envs, batch))
+                units.append(WorkUnit(len(units), domain, style, urdf_version, domain_envs, batch))
     return units
 
 
-def make_domain_env(config: EvalConfig, options: ExecutionOptions, domain: str, style: str, num_envs: int):
-    """The vector env of one visual domain: the plain simulator, or one style's edited variant."""
+def make_domain_env(
+    config: EvalConfig, options: ExecutionOptions, domain: str, style: str, urdf_version: str, num_envs: int
+):
+    """The vector env of one visual domain (the plain simulator, or one style's edited variant) with one robot
+    URDF version, whose episodes end only as SIMPLER's evaluator ends them (see the module docstring)."""
     import envs
 
-    kwargs: dict[str, Any] = dict(config.env_options(), num_envs=num_envs,
-                                  vectorization_mode=options.vectorization_mode)
+    kwargs: dict[str, Any] = dict(config.env_options(), num_envs=num_envs, urdf_version=urdf_version,
+                                  success_ends_episode=False, vectorization_mode=options.vectorization_mode)
     if domain == UNEDITED:
         return envs.make_vec("EditedDrawer-v0", edit=False, **kwargs)
     return envs.make_vec(
@@ -158,25 +170,26 @@ def run_evaluation(
     moment it ends. ``on_episode`` is called after each episode is stored."""
     options = options or ExecutionOptions()
     started = time.perf_counter()
-    store = ResultStore.create(run_dir, config)  # refuses a folder that holds another config's episodes
-    units = plan_units(config, store.done_keys(), options.num_envs)
-    to_run = sum(len(unit.episodes) for unit in units)
-    already_done = config.expected_episodes() - to_run
-    if already_done:
-        logger.info("%d of %d episodes already in %s; running the other %d",
-                    already_done, config.expected_episodes(), store.path, to_run)
-    policies = load_process_policies(config, options, {unit.policy_name for unit in units})
+    # Holds the folder's lock until the run ends; refuses a folder of another config or not a run folder.
+    with claim_run_folder(run_dir, config) as store:
+        units = plan_units(config, store.done_keys(), options.num_envs)
+        to_run = sum(len(unit.episodes) for unit in units)
+        already_done = config.expected_episodes() - to_run
+        if already_done:
+            logger.info("%d of %d episodes already in %s; running the other %d",
+                        already_done, config.expected_episodes(), store.path, to_run)
+        policies = load_process_policies(config, options, {unit.policy_name for unit in units})
 
-    with tqdm(total=to_run, unit="episode", desc="episodes", disable=not options.progress) as bar:
-        for env_key, domain_units in itertools.groupby(units, key=attrgetter("env_key")):
-            env = make_domain_env(config, options, *env_key)
-            try:
-                for unit in domain_units:
-                    bar.set_postfix_str(unit.label)
-                    for result in run_batch(env, policies[unit.policy_name], list(unit.episodes), config):
-                        store_episode(store, result, bar, on_episode)
-            finally:
-                env.close()
+        with tqdm(total=to_run, unit="episode", desc="episodes", disable=not options.progress) as bar:
+            for env_key, domain_units in itertools.groupby(units, key=attrgetter("env_key")):
+                env = make_domain_env(config, options, *env_key)
+                try:
+                    for unit in domain_units:
+                        bar.set_postfix_str(unit.label)
+                        for result in run_batch(env, policies[unit.policy_name], list(unit.episodes), config):
+                            store_episode(store, result, bar, on_episode)
+                finally:
+                    env.close()
     return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started)
 
 
@@ -218,32 +231,47 @@ def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConf
     started = time.perf_counter()
     finished = np.zeros(num_envs, dtype=bool)
     finished[len(batch):] = True
+    first_success = np.zeros(num_envs, dtype=int)  # 0: not yet
     for step in range(1, config.max_episode_steps + 1):
         decision = policy.act(observations, instructions)
         observations, _, terminated, truncated, info = env.step(decision.actions)
-        env_ended = np.logical_or(terminated, truncated)
-        ended = decision.terminate | env_ended | (step == config.max_episode_steps)
+        running = np.flatnonzero(~finished)
+        if np.any(np.asarray(terminated)[running]):
+            raise RuntimeError(
+                f"the env ended an episode on its own (terminated=True) at step {step}; SIMPLER's evaluator ends "
+                "an episode only at the policy's terminate or the time limit and judges success at that last "
+                "step. Build the drawer envs with success_ends_episode=False (see runner.make_domain_env)."
+            )
+        truncated = np.asarray(truncated, dtype=bool)
+        for index in running:
+            if not first_success[index] and _final_value(info, "success", int(index), bool(truncated[index])):
+                first_success[index] = step
+        ended = decision.terminate | truncated | (step == config.max_episode_steps)
         for index in np.flatnonzero(ended & ~finished):
             finished[index] = True
-            yield _result(batch[index], info, int(index), bool(env_ended[index]), step,
-                          time.perf_counter() - started, config.config_hash)
+            yield _result(batch[index], info, int(index), bool(truncated[index]), step,
+                          int(first_success[index]) or None, time.perf_counter() - started, config.config_hash)
         if finished.all():
             return
 
 
 def _result(
-    episode: PendingEpisode, info: dict, index: int, env_ended: bool, steps: int, wall_s: float, config_hash: str
+    episode: PendingEpisode, info: dict, index: int, env_ended: bool, steps: int, first_success_step: int | None,
+    wall_s: float, config_hash: str,
 ) -> EpisodeResult:
     trial = _final_value(info, "trial", index, env_ended)
-    if trial != episode.trial.key:
+    urdf_version = _final_value(info, "urdf_version", index, env_ended)
+    if (trial, urdf_version) != (episode.trial.key, episode.urdf_version):
         raise RuntimeError(
-            f"env {index} ran trial {trial!r} but was given {episode.trial.key!r}; the vector env must apply "
-            "set_next_trials at its next reset (see envs.trial_env.DrawerTrialEnv)"
+            f"env {index} ran trial {trial!r} with URDF {urdf_version!r} but was given {episode.trial.key!r} with "
+            f"{episode.urdf_version!r}; the vector env must apply set_next_trials at its next reset and be built "
+            "for the unit's URDF version (see envs.trial_env.DrawerTrialEnv)"
         )
     return EpisodeResult(
         policy=episode.policy.name,
         domain=episode.domain,
         style=episode.style,
+        urdf_version=episode.urdf_version,
         seed=episode.seed,
         task=episode.trial.task.name,
         pose=episode.trial.pose,
@@ -251,6 +279,7 @@ def _result(
         action=episode.trial.task.action,
         success=bool(_final_value(info, "success", index, env_ended)),
         steps=steps,
+        first_success_step=first_success_step,
         drawer_qpos=float(_final_value(info, "drawer_qpos", index, env_ended)),
         reset_seed=episode.reset_seed,
         wall_s=round(wall_s, 4),
