@@ -29,8 +29,10 @@ from .components import DEFAULT_BASE, BaseComponents
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
+from .samplers import SAMPLERS
 from .specialist import EditCondition, EditSpecialist
 from .training_curves import save_training_curves
+from .validation import FieldChecks, is_int, is_number, is_numbers
 
 PRESETS = ("full", "tiny")
 
@@ -68,11 +70,33 @@ class TrainConfig:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
-        if self.samples_per_step < 2 or self.samples_per_step % 2:
+        if not is_int(self.samples_per_step, 2) or self.samples_per_step % 2:
             raise ValueError(f"samples_per_step must be an even number >= 2 (two edits per frame), got "
                              f"{self.samples_per_step}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
+        checks = FieldChecks(self)
+        for name in ("style", "base"):
+            checks.require(name, isinstance(getattr(self, name), str) and bool(getattr(self, name)), "a name")
+        for name in ("frames", "output_dir"):
+            checks.require(name, getattr(self, name) is None or isinstance(getattr(self, name), (str, Path)),
+                           "a folder or None")
+        for name, minimum in (("short_side", 8), ("num_denoising_steps", 1), ("sample_batch_size", 1),
+                              ("train_batch_size", 1), ("optimizer_steps", 1), ("keep_checkpoints", 1),
+                              ("seed", 0)):
+            checks.require(name, is_int(getattr(self, name), minimum), f"an integer >= {minimum}")
+        checks.require("scheduler", self.scheduler in SAMPLERS, f"one of {SAMPLERS}")
+        checks.require("eta", is_number(self.eta) and self.eta > 0, "a finite number > 0")
+        checks.require("guidance", is_numbers(self.guidance, 3), "three finite numbers (text, image, style)")
+        checks.require("adam_betas", is_numbers(self.adam_betas, 2) and all(0 <= b < 1 for b in self.adam_betas),
+                       "two numbers in [0, 1)")
+        for name in ("learning_rate", "weight_decay"):
+            checks.require(name, is_number(getattr(self, name)) and getattr(self, name) >= 0, "a finite number >= 0")
+        for name in ("max_grad_norm", "beta", "ratio_clamp"):
+            checks.require(name, is_number(getattr(self, name)) and getattr(self, name) > 0, "a finite number > 0")
+        checks.require("gradient_checkpointing", isinstance(self.gradient_checkpointing, bool), "true or false")
+        checks.require("feedback", isinstance(self.feedback, FeedbackConfig), "a FeedbackConfig")
+        checks.raise_if_invalid()
 
     @property
     def pairs_per_step(self) -> int:

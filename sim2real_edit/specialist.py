@@ -36,13 +36,15 @@ from .images import (
     to_model_pixels,
     to_uint8_images,
 )
-from .samplers import Sampler, gaussian_log_prob, make_sampler
+from .samplers import SAMPLERS, Sampler, gaussian_log_prob, make_sampler
 from .style_attention import StyleAttention, StyleAttentionConfig
 from .unet_surgery import widen_conv_in
+from .validation import FieldChecks, is_int, is_number, is_numbers
 
 CONFIG_NAME = "specialist_config.json"
 WEIGHTS_NAME = "specialist_weights.safetensors"
 EXEMPLARS_DIR = "exemplars"
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range of non-negative seeds
 FORMAT_VERSION = 1
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
@@ -67,11 +69,35 @@ class SpecialistConfig:
     style_attention: dict | None = None  # StyleAttentionConfig fields; None: 320 wide, 8 heads
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        """Checks every field here, so that a bad config file fails when it is read, with the field named, not
+        deep inside peft or at the first edit."""
+        checks = FieldChecks(self)
+        checks.require("style", self.style is None or isinstance(self.style, str), "a style name or null")
+        checks.require("instruction", isinstance(self.instruction, str) and bool(self.instruction.strip()),
+                       "a non-empty text")
+        checks.require("guidance", is_numbers(self.guidance, 3), "three finite numbers (text, image, style)")
+        checks.require("base", isinstance(self.base, str) and bool(self.base), "a hub id or a folder")
+        checks.require("base_revision", self.base_revision is None or isinstance(self.base_revision, str),
+                       "a revision name or null")
+        checks.require("scheduler", self.scheduler in SAMPLERS, f"one of {SAMPLERS}")
+        checks.require("num_steps", is_int(self.num_steps, minimum=1), "an integer >= 1")
+        checks.require("lora_rank", is_int(self.lora_rank, minimum=1), "an integer >= 1")
+        checks.require("lora_alpha", is_number(self.lora_alpha) and self.lora_alpha > 0, "a number > 0")
+        attention_fields = set(StyleAttentionConfig.__dataclass_fields__)
+        checks.require("style_attention", self.style_attention is None or (
+            isinstance(self.style_attention, dict) and set(self.style_attention) <= attention_fields
+            and all(is_int(value, minimum=1) for value in self.style_attention.values())),
+            f"null or a mapping of {sorted(attention_fields)} to integers >= 1")
+        checks.require("format_version", is_int(self.format_version, minimum=1), "an integer >= 1")
+        checks.raise_if_invalid()
+        self.guidance = tuple(float(value) for value in self.guidance)
+
     @classmethod
     def from_dict(cls, data: dict) -> SpecialistConfig:
+        if not isinstance(data, dict):
+            raise TypeError(f"a specialist config is a JSON object of settings, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "guidance" in known:
-            known["guidance"] = tuple(known["guidance"])
         return cls(**known)
 
 
@@ -118,12 +144,18 @@ class Trajectory:
 
 
 def _seeds_for(batch: int, seed: int | Sequence[int]) -> list[int]:
-    if isinstance(seed, (int, np.integer)):
-        return [int(seed)] * batch
-    seeds = [int(s) for s in seed]
-    if len(seeds) != batch:
-        raise ValueError(f"got {len(seeds)} seeds for {batch} images; pass one seed, or one per image")
-    return seeds
+    if is_int(seed, minimum=0):
+        seeds = [int(seed)] * batch
+    elif (isinstance(seed, Sequence) and not isinstance(seed, str)) or (isinstance(seed, np.ndarray) and seed.ndim == 1):
+        seeds = list(seed)
+        if len(seeds) != batch:
+            raise ValueError(f"got {len(seeds)} seeds for {batch} images; pass one seed, or one per image")
+    else:
+        seeds = [seed]
+    bad = [s for s in seeds if not (is_int(s, minimum=0) and s <= MAX_SEED)]
+    if bad:
+        raise ValueError(f"seeds must be integers in [0, 2**63 - 1], got {bad[0]!r}; pass one seed, or one per image")
+    return [int(s) for s in seeds]
 
 
 class EditSpecialist:
@@ -217,8 +249,11 @@ class EditSpecialist:
         try:
             data = json.loads((folder / CONFIG_NAME).read_text())
             config = SpecialistConfig.from_dict(data)
-        except (json.JSONDecodeError, TypeError) as err:
-            raise SpecialistFormatError(f"{folder / CONFIG_NAME} is not a valid specialist config: {err}") from err
+        except (json.JSONDecodeError, TypeError, ValueError) as err:
+            raise SpecialistFormatError(
+                f"{folder / CONFIG_NAME} is not a valid specialist config: {err}. Fix the file, or re-save the "
+                "specialist with `save_pretrained`"
+            ) from err
         if config.format_version > FORMAT_VERSION:
             raise SpecialistFormatError(
                 f"{folder} was written by a newer sim2real-edit (format {config.format_version}); upgrade the package"
@@ -575,7 +610,7 @@ class EditSpecialist:
         """A sampler on this model's noise schedule (e.g. the one a trajectory was drawn with), its timesteps
         already on the model's device when `inference.device_timesteps` is on."""
         sampler = make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
-                               num_steps or self.config.num_steps, eta)
+                               self.config.num_steps if num_steps is None else num_steps, eta)
         if self.inference.device_timesteps:
             # copied without a stream sync; the sigmas stay on the host, read as scalars without syncs
             sampler.timesteps = sampler.timesteps.to(self.device, non_blocking=True)

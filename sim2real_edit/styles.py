@@ -232,6 +232,9 @@ class StyleRegistry:
         return list(self.styles)
 
     def get(self, name: str) -> Style:
+        if not isinstance(name, str):
+            raise TypeError(f"a style is given by its name, e.g. 'wood'; got {name!r}. Known styles: "
+                             f"{', '.join(self.names)}")
         key = name.strip().lower().replace(" ", "_").replace("-", "_")
         key = self.aliases.get(key, key)
         if key not in self.styles:
