@@ -173,7 +173,8 @@ def load_editor(
     import torch
 
     from sim2real_edit.acceleration import HALF_DTYPES, InferenceOptions
-    from sim2real_edit.specialist import EditSpecialist
+    from sim2real_edit.components import is_tiny_base
+    from sim2real_edit.specialist import EditSpecialist, SpecialistFormatError
     from sim2real_edit.styles import StyleRegistry
 
     settings = settings or EditSettings()
@@ -188,8 +189,16 @@ def load_editor(
         exemplars = chosen.exemplars()
     else:
         folder = Path(specialist) if specialist is not None else chosen.trained_specialist_dir()
-        model = EditSpecialist.from_pretrained(base=base or "timbrooks/instruct-pix2pix", specialist=folder,
-                                               device=device, dtype=torch_dtype)
+        recorded_base = EditSpecialist.read_config(folder).base
+        if base is None and preset != "tiny" and is_tiny_base(recorded_base):
+            raise SpecialistFormatError(
+                f"{folder} holds a tiny-preset demo specialist (trained on the random base {recorded_base!r}), "
+                f"which a full-size env does not load. Train the real one: `python scripts/collect_frames.py "
+                f"--out frames/ && python scripts/train_specialist.py --style {chosen.name} --frames frames/ "
+                f"--output {folder} --overwrite`; or make the env with preset='tiny'; or pass "
+                f"base={recorded_base!r} to load the demo anyway"
+            )
+        model = EditSpecialist.from_pretrained(base=base, specialist=folder, device=device, dtype=torch_dtype)
         exemplars = model.exemplars(folder) or chosen.exemplars()
     if settings.fast:
         model.optimize(InferenceOptions.recommended(device, dtype=dtype if dtype in HALF_DTYPES else None))

@@ -13,6 +13,11 @@ DEFAULT_BASE = "timbrooks/instruct-pix2pix"
 TINY_BASE = "tiny"
 
 
+def is_tiny_base(base: str) -> bool:
+    """Whether `base` names the tiny random-weight base of tests and the tiny preset (`tiny`, `tiny:<seed>`)."""
+    return base == TINY_BASE or base.startswith(TINY_BASE + ":")
+
+
 class WeightsNotFoundError(OSError):
     """Pretrained weights could not be found (offline machine, wrong id, or incomplete folder)."""
 
@@ -50,7 +55,7 @@ def load_base_components(
     base: str = DEFAULT_BASE, revision: str | None = None, dtype: torch.dtype = torch.float32
 ) -> BaseComponents:
     """Loads an InstructPix2Pix diffusers folder or hub id: unet, vae, text_encoder, tokenizer, scheduler."""
-    if base == TINY_BASE or base.startswith(TINY_BASE + ":"):
+    if is_tiny_base(base):
         seed = int(base.split(":", 1)[1]) if ":" in base else 0
         return tiny_base_components(seed)
     local = Path(base).expanduser()

@@ -32,6 +32,7 @@ from .components import DEFAULT_BASE, BaseComponents
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
+from .outputs import SPECIALIST_OUTPUTS, check_outputs, make_readable, remove_outputs
 from .samplers import SAMPLERS
 from .specialist import EditCondition, EditSpecialist
 from .training_curves import save_training_curves
@@ -121,6 +122,14 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def output_dir(config: TrainConfig) -> Path:
+    """The run's folder: `output_dir`, else the style's specialist folder of the preset (the tiny preset's
+    are apart from the real ones: see `sim2real_edit.styles.preset_specialist_dir`)."""
+    from .styles import preset_specialist_dir
+
+    return Path(config.output_dir) if config.output_dir else preset_specialist_dir(config.style, config.preset)
+
+
 def tiny_config(**overrides) -> TrainConfig:
     """The CPU preset: tiny random-weight model and judges, small frames and batches, a couple of steps."""
     values = {
@@ -202,6 +211,7 @@ class Checkpoints:
         partial.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
         save_file(tensors, str(partial / "trainable.safetensors"))
+        make_readable(partial / "trainable.safetensors")
         torch.save(optimizer.state_dict(), partial / "optimizer.pt")
         state = {"step": step, "config_hash": self.config_hash, "log": log}
         (partial / "state.json").write_text(json.dumps(state, indent=2))
@@ -218,6 +228,7 @@ class Checkpoints:
             tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
             partial = path.with_name(".reference.partial")
             save_file(tensors, str(partial))
+            make_readable(partial)
             partial.replace(path)  # a run killed mid-write leaves no half-written reference behind
 
     def load_reference(self, model: EditSpecialist) -> None:
@@ -331,10 +342,14 @@ def train(
     model: EditSpecialist | None = None,
     feedback: Feedback | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     accelerator=None,
 ) -> TrainResult:
-    """Trains a specialist; `frames`, `exemplars`, `model` and `feedback` override what `config` would load."""
+    """Trains a specialist; `frames`, `exemplars`, `model` and `feedback` override what `config` would load.
+
+    An output folder that already holds a specialist or a run is refused unless `resume` (continue its run)
+    or `overwrite` (delete what a run writes there, then train afresh)."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -343,12 +358,16 @@ def train(
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device
     style = StyleRegistry.load().get(config.style)
-    output = Path(config.output_dir) if config.output_dir else style.specialist_dir
+    output = output_dir(config)
     checkpoints = Checkpoints(output / "checkpoints", config.hash(), config.keep_checkpoints)
-    if checkpoints.steps() and not resume:
-        raise FileExistsError(
-            f"{output} already holds checkpoints of a run; pass --resume to continue it, or choose another --output"
-        )
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the output folder and overwrite replaces it: choose one")
+    if not resume:
+        check_outputs(output, SPECIALIST_OUTPUTS, overwrite=overwrite, what="a specialist or a training run",
+                      advice="--resume to continue its run, or choose another --output")
+        if overwrite and accelerator.is_main_process:
+            remove_outputs(output, SPECIALIST_OUTPUTS)
+        accelerator.wait_for_everyone()
 
     if exemplars is None:
         with accelerator.main_process_first():  # one process writes the procedural default set if needed

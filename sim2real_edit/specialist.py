@@ -6,6 +6,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from .acceleration import (
     model_pixels,
     uint8_frames,
 )
-from .components import DEFAULT_BASE, BaseComponents, load_base_components, tiny_base_components
+from .components import DEFAULT_BASE, BaseComponents, is_tiny_base, load_base_components, tiny_base_components
 from .guidance import GuidanceScales, combine_guidance
 from .images import (
     ImageBatch,
@@ -36,6 +37,7 @@ from .images import (
     to_model_pixels,
     to_uint8_images,
 )
+from .outputs import make_readable
 from .samplers import SAMPLERS, Sampler, gaussian_log_prob, make_sampler
 from .style_attention import StyleAttention, StyleAttentionConfig
 from .unet_surgery import widen_conv_in
@@ -48,9 +50,26 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range of non-negative seed
 FORMAT_VERSION = 1
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
+logger = logging.getLogger(__name__)
+
 
 class SpecialistFormatError(ValueError):
     """A specialist folder is missing files or holds weights that do not fit the base model."""
+
+
+def _check_other_base(folder: Path, recorded: str, requested: str, allowed: bool) -> None:
+    """Refuses a specialist over a base of the other kind (tiny random vs real) unless `allowed`."""
+    if is_tiny_base(recorded) or is_tiny_base(requested):
+        if allowed:
+            logger.warning("loading %s (trained on %r) over %r, as asked", folder, recorded, requested)
+            return
+        raise SpecialistFormatError(
+            f"{folder} was trained on base {recorded!r}, not {requested!r}: a specialist trained on the tiny "
+            "random base is a demo that does not fit a real base (or the other way round). Load it on its own "
+            f"base (base=None or base={recorded!r}), or pass allow_other_base=True if you really mean it"
+        )
+    logger.warning("loading %s (trained on %r) over %r: fine if that is a copy of the same model", folder,
+                   recorded, requested)
 
 
 @dataclass
@@ -209,22 +228,30 @@ class EditSpecialist:
     @classmethod
     def from_pretrained(
         cls,
-        base: str = DEFAULT_BASE,
+        base: str | None = None,
         specialist: str | Path | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         revision: str | None = None,
+        *,
+        allow_other_base: bool = False,
     ) -> EditSpecialist:
         """Builds a specialist on `base` (hub id or local diffusers folder), loading trained weights from
         `specialist` (a folder written by `save_pretrained`) when given. Without `specialist` the result
-        is untrained: it edits exactly like the base InstructPix2Pix."""
+        is untrained: it edits exactly like the base InstructPix2Pix.
+
+        `base=None` means the base the specialist records (else `DEFAULT_BASE`). A specialist trained on the
+        tiny random base is refused over a real base, and vice versa, unless `allow_other_base`; another
+        real base (e.g. a local copy of the recorded hub model) is used with a warning."""
         config = None
         if specialist is not None:
-            config = cls._read_config(Path(specialist))
-            if base == DEFAULT_BASE and config.base != DEFAULT_BASE:
-                base = config.base  # the folder knows what it was trained on (e.g. the tiny base)
+            config = cls.read_config(Path(specialist))
+            if base is None:
+                base = config.base
+            elif base != config.base:
+                _check_other_base(Path(specialist), config.base, base, allow_other_base)
             revision = revision or config.base_revision
-        components = load_base_components(base, revision=revision, dtype=torch.float32)
+        components = load_base_components(base or DEFAULT_BASE, revision=revision, dtype=torch.float32)
         if config is None:
             config = SpecialistConfig(base=components.base, base_revision=revision)
         model = cls(components, config)
@@ -233,7 +260,8 @@ class EditSpecialist:
         return model.to(device, dtype)
 
     @staticmethod
-    def _read_config(folder: Path) -> SpecialistConfig:
+    def read_config(folder: Path) -> SpecialistConfig:
+        """The config saved in a specialist folder, checked."""
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"no specialist folder at {folder}. A specialist folder is written by "
@@ -274,6 +302,7 @@ class EditSpecialist:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.trainable_state_dict().items()}
         save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        make_readable(folder / WEIGHTS_NAME)
         config = asdict(self.config)
         config["guidance"] = list(self.config.guidance)
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

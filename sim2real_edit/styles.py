@@ -265,6 +265,13 @@ def tiny_home(root: str | Path | None = None) -> Path:
     return StyleRegistry.load(root=root).root / "tiny"
 
 
+def preset_specialist_dir(style: str, preset: str = "full", root: str | Path | None = None) -> Path:
+    """Where the specialist of `style` lives for `preset`: the registry's folder, or for the tiny preset
+    ``<tiny home>/specialists/<style>``, which no full-size run ever reads."""
+    chosen = get_style(style, root)
+    return tiny_home(root) / "specialists" / chosen.name if preset == "tiny" else chosen.specialist_dir
+
+
 def get_style(name: str, root: str | Path | None = None) -> Style:
     """Shortcut for ``StyleRegistry.load(root=root).get(name)``."""
     return StyleRegistry.load(root=root).get(name)
