@@ -18,7 +18,7 @@ import math
 import pickle
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +30,12 @@ from safetensors.torch import load_file, save_file
 from .acceleration import HALF_DTYPES, InferenceOptions
 from .components import DEFAULT_BASE, BaseComponents
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
+from .feedback.depth import DEPTH_LARGE
+from .feedback.embeddings import CLIP_B16, DINOV2_BASE
+from .feedback.segmentation import GROUNDING_DINO_TINY, SAM2_LARGE
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
+from .offline import DREAMSIM_FILES, RequiredModel, names_a_folder, require_models
 from .outputs import SPECIALIST_OUTPUTS, check_outputs, make_readable, remove_outputs
 from .samplers import SAMPLERS
 from .specialist import EditCondition, EditSpecialist
@@ -128,6 +132,46 @@ def output_dir(config: TrainConfig) -> Path:
     from .styles import preset_specialist_dir
 
     return Path(config.output_dir) if config.output_dir else preset_specialist_dir(config.style, config.preset)
+
+
+BASE_MODEL_FILES = ("unet/config.json", "vae/config.json", "text_encoder/config.json",
+                    "tokenizer/tokenizer_config.json", "scheduler/scheduler_config.json")
+
+
+def required_models(config: TrainConfig, *, base: bool = True, judges: bool = True) -> list[RequiredModel]:
+    """The pretrained models a run of `config` loads: the base (`base`) and the AI judges (`judges`). The
+    tiny preset builds its own."""
+    if config.preset == "tiny":
+        return []
+
+    def model(what: str, source: str, default: str, setting: str, **kwargs) -> RequiredModel:
+        hub_id = default if names_a_folder(source) else source
+        kwargs.setdefault("chosen", names_a_folder(source))
+        return RequiredModel(what, source, hub_id, "--" + setting.replace("_", "-"), setting=setting, **kwargs)
+
+    feedback = config.feedback
+    models = [model("InstructPix2Pix base", config.base, DEFAULT_BASE, "base", files=BASE_MODEL_FILES)] if base else []
+    if judges:
+        models.append(model("depth judge", feedback.depth_model, DEPTH_LARGE, "depth_model"))
+        if feedback.use_segmenter:
+            models.append(model("GroundingDINO detector", feedback.detector_model, GROUNDING_DINO_TINY,
+                                "detector_model"))
+            models.append(model("SAM2 segmenter", feedback.segmenter_model, SAM2_LARGE, "segmenter_model"))
+        if feedback.embedder == "dreamsim":
+            models.append(model("DreamSim embedder", feedback.embedder_source, "dreamsim", "embedder_model",
+                                files=DREAMSIM_FILES, kind="dreamsim", chosen=feedback.embedder_model is not None))
+        else:
+            models.append(model(f"{feedback.embedder} embedder", feedback.embedder_source,
+                                DINOV2_BASE if feedback.embedder == "dinov2" else CLIP_B16, "embedder_model"))
+    return models
+
+
+def with_models_dir(config: TrainConfig, models_dir: str | Path) -> TrainConfig:
+    """`config` with every pretrained model read from `models_dir/<name>` (the folders that the error of a
+    missing model tells to download: `instruct-pix2pix`, `Depth-Anything-V2-Large-hf`, ...)."""
+    folders = {model.setting: str(Path(models_dir) / model.folder_name) for model in required_models(config)}
+    feedback = replace(config.feedback, **{key: value for key, value in folders.items() if key != "base"})
+    return replace(config, base=folders.get("base", config.base), feedback=feedback)
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -368,6 +412,7 @@ def train(
         if overwrite and accelerator.is_main_process:
             remove_outputs(output, SPECIALIST_OUTPUTS)
         accelerator.wait_for_everyone()
+    require_models(required_models(config, base=model is None, judges=feedback is None))
 
     if exemplars is None:
         with accelerator.main_process_first():  # one process writes the procedural default set if needed
