@@ -48,7 +48,7 @@ class TrainingFrames:
         if not paths:
             raise FileNotFoundError(
                 f"no training frames in {folder}: put RGB frames (png/jpg) there, or write them from the "
-                "simulator with `python scripts/collect_frames.py --out {folder}` (SIMPLER when installed, "
+                f"simulator with `python scripts/collect_frames.py --out {folder}` (SIMPLER when installed, "
                 "else the stand-in drawer env)"
             )
         first = Image.open(paths[0])

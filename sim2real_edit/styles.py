@@ -151,9 +151,12 @@ class Style:
         """The folder of this style's trained specialist; raises if it has not been trained yet."""
         if not self.specialist_dir.is_dir() or not any(self.specialist_dir.iterdir()):
             raise FileNotFoundError(
-                f"No trained specialist for style {self.name!r} in {self.specialist_dir}. Train one with "
-                f"`python scripts/train_specialist.py --style {self.name}`, which saves it there, or set "
-                f"{HOME_ENV_VAR} to the data root that holds specialists/{self.name}."
+                f"No trained specialist for style {self.name!r} in {self.specialist_dir}. Train one (GPU, real "
+                f"models) with `python scripts/collect_frames.py --out frames/ && python "
+                f"scripts/train_specialist.py --style {self.name} --frames frames/`, which saves it there, or set "
+                f"{HOME_ENV_VAR} to the data root that holds specialists/{self.name}. For a CPU demo without "
+                "trained models use the tiny preset: gym.make(..., preset='tiny'), "
+                "scripts/eval_policies.py --preset tiny."
             )
         return self.specialist_dir
 

@@ -15,6 +15,7 @@ from envs.edited import EditSettings
 from sim2real_edit.d3po import TrainConfig
 from sim2real_edit.images import ImageFormatError
 from sim2real_edit.specialist import CONFIG_NAME, EditSpecialist, SpecialistFormatError
+from sim2real_edit.styles import StyleRegistry
 
 
 @pytest.fixture(autouse=True)
@@ -108,3 +109,14 @@ def test_training_config_fields_are_checked_when_made():
         assert field in str(error.value)
     with pytest.raises(ValueError, match="eta"):
         TrainConfig(scheduler="ddim", eta=math.nan)
+
+
+def test_gym_make_without_a_trained_specialist_gives_a_command_that_works():
+    style = StyleRegistry.load().get("marble")
+    with pytest.raises(FileNotFoundError) as error:
+        gym.make("EditedDrawer-v0", style="marble")
+    message = str(error.value)
+    assert "collect_frames.py --out frames/" in message
+    assert "train_specialist.py --style white_marble --frames frames/" in message  # fails without --frames
+    assert "preset='tiny'" in message and "--preset tiny" in message  # the CPU way, without trained models
+    assert str(style.specialist_dir) in message

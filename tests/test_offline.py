@@ -3,6 +3,7 @@ error with its `hf download` command and the flag that points the job at the dow
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from sim2real_edit.components import WeightsNotFoundError, load_base_components
 from sim2real_edit.d3po import TrainConfig, required_models, train, with_models_dir
 from sim2real_edit.feedback import FeedbackConfig
 from sim2real_edit.frames import TrainingFrames
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +88,18 @@ def test_models_dir_points_every_model_at_its_downloaded_folder(tmp_path):
             (Path(model.source) / name).parent.mkdir(parents=True, exist_ok=True)
             (Path(model.source) / name).write_text(json.dumps({}))
     offline.require_models(required_models(config))
+
+
+def test_the_train_script_takes_a_folder_flag_for_every_model(tmp_path):
+    spec = importlib.util.spec_from_file_location("train_specialist", REPO_ROOT / "scripts" / "train_specialist.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    with pytest.raises(offline.MissingModelsError) as error:
+        script.main(["--style", "wood", "--frames", str(frames), "--output", str(tmp_path / "out"), "--models-dir",
+                     str(tmp_path / "models"), "--depth-model", str(tmp_path / "my-depth")])
+    message = str(error.value)
+    assert f"then pass --base {tmp_path / 'models' / 'instruct-pix2pix'}" in message
+    assert f"then pass --depth-model {tmp_path / 'my-depth'}" in message  # an explicit flag wins
+    assert f"then pass --embedder-model {tmp_path / 'models' / 'dreamsim'}" in message
