@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -162,6 +164,30 @@ class Trajectory:
         return self.log_probs.shape[0]
 
 
+SMALL_MODEL_PARAMETERS = 50_000_000  # tiny test and demo UNets have ~1M, SD-1.5's has 860M
+
+
+def _threads_set_by_environment() -> bool:
+    return any(os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+
+
+def _on_cpu_threads(method: Callable) -> Callable:
+    """Runs `method` with the specialist's `cpu_threads` when it is on a CPU, then restores torch's setting."""
+
+    @functools.wraps(method)
+    def wrapper(self: EditSpecialist, *args, **kwargs):
+        if self.cpu_threads is None or self.device.type != "cpu" or torch.get_num_threads() == self.cpu_threads:
+            return method(self, *args, **kwargs)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.cpu_threads)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+    return wrapper
+
+
 def _seeds_for(batch: int, seed: int | Sequence[int]) -> list[int]:
     if is_int(seed, minimum=0):
         seeds = [int(seed)] * batch
@@ -215,6 +241,10 @@ class EditSpecialist:
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.inference = InferenceOptions()  # the plain eager path; `optimize` switches faster ones on
         self.compiled = CompiledModules()
+        # Intra-op threads for work on a CPU (None: torch's setting). Networks this small gain nothing from
+        # threads, and on a busy machine contended threads make them several times slower.
+        small = sum(p.numel() for p in self.unet.parameters()) < SMALL_MODEL_PARAMETERS
+        self.cpu_threads: int | None = 1 if small and not _threads_set_by_environment() else None
 
     # ------------------------------------------------------------------ construction and persistence
 
@@ -565,6 +595,7 @@ class EditSpecialist:
 
     # ------------------------------------------------------------------ sampling
 
+    @_on_cpu_threads
     @torch.no_grad()
     def sample(
         self,
@@ -645,6 +676,7 @@ class EditSpecialist:
             sampler.timesteps = sampler.timesteps.to(self.device, non_blocking=True)
         return sampler
 
+    @_on_cpu_threads
     def edit(
         self,
         images: ImageBatch,

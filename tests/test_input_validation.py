@@ -9,6 +9,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import envs
 from envs.edited import EditSettings
@@ -120,3 +121,20 @@ def test_gym_make_without_a_trained_specialist_gives_a_command_that_works():
     assert "train_specialist.py --style white_marble --frames frames/" in message  # fails without --frames
     assert "preset='tiny'" in message and "--preset tiny" in message  # the CPU way, without trained models
     assert str(style.specialist_dir) in message
+
+
+def test_threads_default_to_one_for_small_models_on_a_cpu(editor, monkeypatch):
+    """Contended intra-op threads make tiny CPU edits several times slower; torch's setting is restored."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    model = EditSpecialist.tiny(0)
+    seen = []
+    model.unet.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model.edit(FRAMES, STYLE, num_steps=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert seen and set(seen) == {1}
