@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     config, execution = build_config(args)
-    check_checkpoints(config)
+    check_local_inputs(config)
     changes = {key: value for key, value in (("num_envs", args.num_envs),
                                              ("vectorization_mode", args.vectorization),
                                              ("device", args.device), ("dtype", args.dtype),
@@ -142,21 +142,35 @@ def main(argv: list[str] | None = None) -> None:
     print_outputs(run_dir, report)
 
 
-def check_checkpoints(config) -> None:
-    """Every RT-1 checkpoint folder is complete: all missing ones in one error, before anything loads."""
+def check_local_inputs(config) -> None:
+    """The RT-1 checkpoint folders and the styles' trained specialists are all there: everything missing in
+    one error, before anything loads."""
     from policies.rt1 import CHECKPOINT_LAYOUT
+    from sim2real_edit.specialist import CONFIG_NAME
+    from sim2real_edit.styles import StyleRegistry
 
     def complete(folder: Path) -> bool:
         return all((folder / entry.rstrip("/")).exists() for entry in CHECKPOINT_LAYOUT)
 
-    missing = [spec.checkpoint for spec in config.policies if spec.checkpoint and not complete(Path(spec.checkpoint))]
-    if missing:
+    problems = []
+    checkpoints = [spec.checkpoint for spec in config.policies if spec.checkpoint and not complete(Path(spec.checkpoint))]
+    if checkpoints:
+        problems.append(
+            f"{len(checkpoints)} RT-1 checkpoint folder(s) missing or incomplete (each holds "
+            f"{', '.join(CHECKPOINT_LAYOUT)}): {', '.join(checkpoints)}. Download SIMPLER's RT-1 checkpoints "
+            "there, or pass --checkpoints FOLDER ... or --checkpoint-root FOLDER")
+    if config.preset != "tiny" and any(domain != "unedited" for domain in config.domains):
+        registry = StyleRegistry.load()
+        untrained = [style for style in config.styles if not (registry.get(style).specialist_dir / CONFIG_NAME).is_file()]
+        if untrained:
+            problems.append(
+                f"no trained specialist for {', '.join(untrained)} under {registry.root / 'specialists'}. Train "
+                "each with `python scripts/train_specialist.py --style STYLE --frames frames/`, or evaluate "
+                "fewer --styles, or only --domains unedited")
+    if problems:
         raise FileNotFoundError(
-            f"{len(missing)} RT-1 checkpoint folder(s) missing or incomplete (each holds "
-            f"{', '.join(CHECKPOINT_LAYOUT)}): {', '.join(missing)}. Download SIMPLER's RT-1 checkpoints there, "
-            "or pass --checkpoints FOLDER ... or --checkpoint-root FOLDER. Without checkpoints, a GPU or SIMPLER, "
-            "run the CPU demo: python scripts/eval_policies.py --preset tiny"
-        )
+            "; ".join(problems) + ". Without checkpoints, trained specialists, a GPU or SIMPLER, run the CPU "
+            "demo: python scripts/eval_policies.py --preset tiny")
 
 
 def saved_episodes_note(run_dir: Path) -> str:

@@ -137,6 +137,7 @@ def test_eval_without_checkpoints_points_at_the_tiny_preset_and_a_damaged_databa
     error = capsys.readouterr().err
     assert ended.value.code == 2 and len(error.strip().splitlines()) == 1
     assert error.startswith("error: 4 RT-1 checkpoint folder(s) missing") and "--preset tiny" in error
+    assert "no trained specialist for wood, gold, leather, stone, steel, white_marble, black_marble" in error
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
