@@ -27,14 +27,18 @@ def collect_frames(
     every: int = 3,
     seed: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
     **backend_kwargs,
 ):
     """Each trial's start frame and frames along a scripted sweep, with exact masks, as TrainingFrames
-    (written to `out` unless it is None)."""
+    (written to `out` unless it is None; a folder that holds frames already needs `overwrite`)."""
     from tqdm.auto import tqdm
 
     from sim2real_edit.frames import TrainingFrames
+    from sim2real_edit.outputs import FRAME_OUTPUTS, check_outputs
 
+    if out is not None:  # refused before the collection, not after it
+        check_outputs(out, FRAME_OUTPUTS, overwrite=overwrite, what="training frames", advice="or choose another --out")
     trials = trials if trials is not None else protocol_trials()
     env = DrawerTrialEnv(backend, **backend_kwargs)
     frames, masks, names = [], [], []
@@ -58,5 +62,5 @@ def collect_frames(
         env.close()
     collected = TrainingFrames(np.stack(frames), np.stack(masks), np.ones(len(frames), bool), names)
     if out is not None:
-        collected.save(out)
+        collected.save(out, overwrite=overwrite)
     return collected

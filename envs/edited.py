@@ -17,7 +17,8 @@ import gymnasium as gym
 import numpy as np
 
 from sim2real_edit.images import resize_batch
-from sim2real_edit.seeding import SEED_MODULUS, derive_seed
+from sim2real_edit.seeding import SEED_MODULUS, check_reset_seed, derive_seed
+from sim2real_edit.validation import FieldChecks, is_int, is_numbers
 
 from .masks import cabinet_mask
 from .simpler import POLICY_CAMERA
@@ -36,6 +37,17 @@ class EditSettings:
     feather: int = 3  # width in pixels of the blend band just inside the mask's border
     exemplar: int = 0  # which style exemplar conditions the edits
     fast: bool = True  # the optimised inference paths (sim2real_edit.acceleration); False: plain eager
+
+    def __post_init__(self) -> None:
+        from sim2real_edit.samplers import SAMPLERS
+
+        checks = FieldChecks(self)
+        for name, minimum in (("num_steps", 1), ("short_side", 8), ("feather", 0), ("exemplar", 0)):
+            checks.require(name, is_int(getattr(self, name), minimum), f"an integer >= {minimum}")
+        checks.require("guidance", is_numbers(self.guidance, 3), "three finite numbers (text, image, style)")
+        checks.require("scheduler", self.scheduler in SAMPLERS, f"one of {SAMPLERS}")
+        checks.raise_if_invalid()
+        self.guidance = tuple(float(value) for value in self.guidance)
 
 
 def composite(original: np.ndarray, edited: np.ndarray, masks: np.ndarray, feather: int) -> np.ndarray:
@@ -133,6 +145,7 @@ class EditObservation(gym.Wrapper):
         return _with_camera_rgb(obs, self.camera, edited), {**info, "unedited_rgb": frame, "edit_seed": self._seed}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = check_reset_seed(seed)
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         self._seed = episode_seed(seed, self._rng)
@@ -160,7 +173,8 @@ def load_editor(
     import torch
 
     from sim2real_edit.acceleration import HALF_DTYPES, InferenceOptions
-    from sim2real_edit.specialist import EditSpecialist
+    from sim2real_edit.components import is_tiny_base
+    from sim2real_edit.specialist import EditSpecialist, SpecialistFormatError
     from sim2real_edit.styles import StyleRegistry
 
     settings = settings or EditSettings()
@@ -175,13 +189,30 @@ def load_editor(
         exemplars = chosen.exemplars()
     else:
         folder = Path(specialist) if specialist is not None else chosen.trained_specialist_dir()
-        model = EditSpecialist.from_pretrained(base=base or "timbrooks/instruct-pix2pix", specialist=folder,
-                                               device=device, dtype=torch_dtype)
+        recorded_base = EditSpecialist.read_config(folder).base
+        if base is None and preset != "tiny" and is_tiny_base(recorded_base):
+            raise SpecialistFormatError(
+                f"{folder} holds a tiny-preset demo specialist (trained on the random base {recorded_base!r}), "
+                f"which a full-size env does not load. Train the real one: `python scripts/collect_frames.py "
+                f"--out frames/ && python scripts/train_specialist.py --style {chosen.name} --frames frames/ "
+                f"--output {folder} --overwrite`; or make the env with preset='tiny'; or pass "
+                f"base={recorded_base!r} to load the demo anyway"
+            )
+        model = EditSpecialist.from_pretrained(base=base, specialist=folder, device=device, dtype=torch_dtype)
         exemplars = model.exemplars(folder) or chosen.exemplars()
     if settings.fast:
         model.optimize(InferenceOptions.recommended(device, dtype=dtype if dtype in HALF_DTYPES else None))
     style_image = exemplars[settings.exemplar % len(exemplars)]
     return FrameEditor(model, style_image, settings, instruction=model.config.instruction or chosen.instruction)
+
+
+PRESETS = (None, "full", "tiny")
+
+
+def _check_preset(preset: str | None) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose 'tiny' (CPU stand-in and tiny specialist) or leave "
+                         "it out (SIMPLER with the style's trained specialist)")
 
 
 def _settings(preset: str | None, **overrides: Any) -> EditSettings:
@@ -215,6 +246,7 @@ def make_edited_drawer(
     otherwise SIMPLER with the style's trained specialist. `backend_kwargs` go to SIMPLER
     (e.g. `shader_dir="ibl"`) or the stand-in.
     """
+    _check_preset(preset)
     settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
                          composite=composite, feather=feather)
     editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
@@ -267,11 +299,14 @@ class EditedVectorEnv:
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]  # Gymnasium's convention for one seed
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            seeds = [check_reset_seed(int(seed) + i) for i in range(self.num_envs)]  # Gymnasium's convention
             self._rng = np.random.default_rng(seed)
         else:
-            seeds = [int(s) for s in seed]
+            seeds = [check_reset_seed(s) for s in (seed if isinstance(seed, (list, tuple, np.ndarray)) else [seed])]
+            if len(seeds) != self.num_envs or None in seeds:
+                raise ValueError(f"reset(seed=...) takes one seed or a list of {self.num_envs} (one per env), got "
+                                 f"{seed!r}")
             self._rng = np.random.default_rng(seeds)
         self._seeds = [episode_seed(s, self._rng) for s in seeds]
         self._ended[:] = False
@@ -325,10 +360,13 @@ def make_vec(
 ) -> EditedVectorEnv:
     """N edited drawer envs: simulators in subprocesses ("async") or in this process ("sync"), edits
     batched here. `edit=False` gives the unedited simulator with the same interface (a baseline domain)."""
+    _check_preset(preset)
     if env_id != "EditedDrawer-v0":
         raise ValueError(f"make_vec builds 'EditedDrawer-v0', got {env_id!r}")
     if vectorization_mode not in ("async", "sync"):
         raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {vectorization_mode!r}")
+    if not is_int(num_envs, minimum=1):
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     backend = "standin" if preset == "tiny" else "simpler"
     fns = [_TrialEnvFactory(backend, task, pose, backend_kwargs) for _ in range(num_envs)]
     # "spawn": a forked child would inherit this process's Vulkan/CUDA state (SAPIEN hangs on it).

@@ -46,13 +46,11 @@ SIMPLER_INSTALL_HINT = """\
 envs.simpler needs SIMPLER: the packages mani_skill2_real2sim and simpler_env from the GitHub repositories
 simpler-env/ManiSkill2_real2sim and simpler-env/SimplerEnv (not on PyPI; they need sapien==2.2.2, numpy<2 and
 gymnasium<1.0, and sapien 2.2.2 needs setuptools<81). Install them into this Python environment:
-  - with an NVIDIA GPU (and its Vulkan driver):
-      git clone --recurse-submodules https://github.com/simpler-env/SimplerEnv
-      pip install "numpy<2" "gymnasium<1.0" "setuptools<81" -e SimplerEnv/ManiSkill2_real2sim -e SimplerEnv
-  - on a CPU-only Debian machine, the simpler-cpu setup (software Vulkan) builds a ready virtual environment:
-      bash simpler-cpu/install.sh <SimplerEnv source> <ManiSkill2_real2sim source> /opt/simpler
-      . /opt/simpler/env.sh
-See the README section "Real SIMPLER (optional)" for details."""
+    git clone --recurse-submodules https://github.com/simpler-env/SimplerEnv
+    pip install "numpy<2" "gymnasium<1.0" "setuptools<81" -e SimplerEnv/ManiSkill2_real2sim -e SimplerEnv
+It renders with Vulkan: an NVIDIA GPU with its driver, or on a CPU-only machine software Vulkan (Mesa lavapipe).
+See the README section "Real SIMPLER (optional)" for details. Without SIMPLER, the tiny preset runs on the CPU
+stand-in: gym.make("EditedDrawer-v0", preset="tiny"), scripts/eval_policies.py --preset tiny."""
 
 
 def _import_simpler() -> Path:
@@ -200,7 +198,8 @@ def make_simpler_drawer(
         if "rendering device" in str(error) or "vulkan" in str(error).lower():
             raise RuntimeError(
                 f"SAPIEN found no Vulkan device to render with ({error}). On a GPU machine install the NVIDIA "
-                "Vulkan driver; on a CPU-only machine use the simpler-cpu setup and `. <prefix>/env.sh` first."
+                "Vulkan driver; on a CPU-only machine install software Vulkan (Mesa lavapipe): see the README "
+                "section 'Real SIMPLER (optional)'."
             ) from error
         raise
     return RobotStartPose(env, Trial(task, pose))

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 
+from sim2real_edit.seeding import check_reset_seed
+
 from .masks import cabinet_segmentation_ids
 from .protocol import (
     DEFAULT_URDF_VERSION,
@@ -96,6 +98,7 @@ class DrawerTrialEnv(gym.Env):
         return self.trial
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed = check_reset_seed(seed)
         super().reset(seed=seed)
         options = dict(options or {})
         trial = self._choose_trial(seed, options)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sim2real_edit import cli
 from sim2real_edit.acceleration import InferenceOptions, attention_processors, draw_step_noise
 from sim2real_edit.components import BaseComponents, random_sd15_components, tiny_base_components
 from sim2real_edit.guidance import GuidanceScales
@@ -593,9 +594,7 @@ def format_table(results: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -682,4 +681,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -25,15 +25,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from sim2real_edit import cli
 from sim2real_edit.feedback import Feedback, FeedbackConfig
 
 INSTRUCTION = "make the cupboard out of wood"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", choices=["full", "tiny"], default="full", help="judge architectures")
     parser.add_argument("--embedder", choices=["dreamsim", "dinov2", "clip"], default="dreamsim")
     parser.add_argument("--batch", type=int, default=64, help="triples per scoring call")
@@ -135,4 +134,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

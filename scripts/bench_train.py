@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sim2real_edit import cli
+
 PAPER = {"optimizer_steps": 6, "samples_per_step": 256, "num_denoising_steps": 100}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", choices=["full", "tiny"], default="full")
     parser.add_argument("--samples", type=int, help="samples per optimizer step (default 32; tiny 8)")
     parser.add_argument("--denoising-steps", type=int, help="denoising steps (default 20; tiny 3)")
@@ -101,4 +103,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -32,9 +32,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sim2real_edit import cli
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--report", metavar="RUN_DIR", help="only rebuild the report of RUN_DIR from its database")
     parser.add_argument("--preset", choices=["full", "tiny"], default="full",
                         help="full: the paper's protocol; tiny: CPU demo with stand-ins (default: full)")
@@ -45,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                   "(full preset default: $SIM2REAL_EDIT_HOME/checkpoints)")
     parser.add_argument("--trials", nargs="+", help="trial keys (OpenTopDrawer/a0) or task names (all poses), "
                                                     "or 'all' (default: all 54; tiny: 12)")
-    parser.add_argument("--seeds", type=int, help="diffusion seeds per trial (default 3; tiny: 1)")
+    parser.add_argument("--seeds", type=cli.positive_int, help="diffusion seeds per trial (default 3; tiny: 1)")
     parser.add_argument("--styles", nargs="+", help="styles of configs/styles.yaml, or 'all' (default: all; "
                                                     "tiny: wood)")
     parser.add_argument("--domains", nargs="+", choices=["unedited", "edited", "edited+composited"],
@@ -53,23 +55,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--urdf-versions", nargs="+", metavar="URDF",
                         help="robot URDF versions of SIMPLER's visual matching, or 'all' for its four "
                              "(default: recolor_cabinet_visual_matching_1, the paper's; 'none' is SIMPLER's None)")
-    parser.add_argument("--max-episode-steps", type=int, help="step limit (default 113; tiny: 48)")
-    parser.add_argument("--edit-steps", type=int, help="denoising steps per edit (default 20; tiny: 1)")
-    parser.add_argument("--edit-short-side", type=int, help="edit frames at this short side (default 256; tiny: 32)")
+    parser.add_argument("--max-episode-steps", type=cli.positive_int, help="step limit (default 113; tiny: 48)")
+    parser.add_argument("--edit-steps", type=cli.positive_int, help="denoising steps per edit (default 20; tiny: 1)")
+    parser.add_argument("--edit-short-side", type=cli.positive_int, help="edit frames at this short side (default 256; tiny: 32)")
     parser.add_argument("--sentence-encoder", help="RT-1's Universal Sentence Encoder: TF-Hub URL or local folder")
     parser.add_argument("--run-dir", help="run folder (default: runs/eval-<preset>)")
-    parser.add_argument("--num-envs", type=int, help="envs per vector env (default 8; tiny: 12)")
+    parser.add_argument("--num-envs", type=cli.positive_int, help="envs per vector env (default 8; tiny: 12)")
     parser.add_argument("--vectorization", choices=["async", "sync"],
                         help="simulators in subprocesses or in this process (default async; tiny: sync)")
     parser.add_argument("--device", help="device of the editing specialists (default: cuda if available)")
     parser.add_argument("--dtype", choices=["float16", "bfloat16", "float32"], help="of the editing specialists")
-    parser.add_argument("--torch-threads", type=int, help="torch intra-op threads (tiny default: 1)")
+    parser.add_argument("--torch-threads", type=cli.positive_int, help="torch intra-op threads (tiny default: 1)")
     parser.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                         help="run on Ray: 'auto' joins the cluster of `ray start`, ray://HOST:10001 a remote one; "
                              "no ADDRESS starts Ray on this machine")
-    parser.add_argument("--ray-workers", type=int, metavar="N",
+    parser.add_argument("--ray-workers", type=cli.positive_int, metavar="N",
                         help="Ray workers (default: one per GPU of the cluster, on CPU one per CPU)")
-    parser.add_argument("--ray-gpus-per-worker", type=float, metavar="G",
+    parser.add_argument("--ray-gpus-per-worker", type=cli.non_negative_float, metavar="G",
                         help="GPUs per Ray worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
     args = parser.parse_args(argv)
     if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
@@ -118,40 +120,81 @@ def resolve_policies(entries: list[str]):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from sim2real_edit.evaluation import ConfigMismatchError, run_evaluation, write_report
-    from sim2real_edit.evaluation.run_folder import NotARunFolderError, RunFolderBusyError
+    from sim2real_edit.evaluation import run_evaluation, write_report
 
     if args.report:
-        try:
-            report = write_report(args.report)
-        except ConfigMismatchError as error:  # a database of an older harness
-            raise SystemExit(f"error: {error}") from None
+        report = write_report(args.report)
         print_outputs(Path(args.report), report)
         return
 
     config, execution = build_config(args)
+    check_local_inputs(config)
     changes = {key: value for key, value in (("num_envs", args.num_envs),
                                              ("vectorization_mode", args.vectorization),
                                              ("device", args.device), ("dtype", args.dtype),
                                              ("torch_threads", args.torch_threads)) if value is not None}
     execution = replace(execution, **changes)
     run_dir = Path(args.run_dir or f"runs/eval-{config.preset}")
+    cli.on_interrupt(lambda: saved_episodes_note(run_dir))
     started = time.perf_counter()
-    try:
-        if args.ray is None:
-            summary = run_evaluation(config, run_dir, execution)
-        else:
-            from sim2real_edit.evaluation.distributed import RayOptions, run_evaluation_on_ray
+    if args.ray is None:
+        summary = run_evaluation(config, run_dir, execution)
+    else:
+        from sim2real_edit.evaluation.distributed import RayOptions, run_evaluation_on_ray
 
-            ray_options = RayOptions(address=args.ray or None, num_workers=args.ray_workers,
-                                     gpus_per_worker=args.ray_gpus_per_worker)
-            summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
-    except (ConfigMismatchError, RunFolderBusyError, NotARunFolderError) as error:
-        raise SystemExit(f"error: {error}") from None
+        ray_options = RayOptions(address=args.ray or None, num_workers=args.ray_workers,
+                                 gpus_per_worker=args.ray_gpus_per_worker)
+        summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
     report = write_report(run_dir)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
     print_outputs(run_dir, report)
+
+
+def check_local_inputs(config) -> None:
+    """The RT-1 checkpoint folders and the styles' trained specialists are all there: everything missing in
+    one error, before anything loads."""
+    from policies.rt1 import CHECKPOINT_LAYOUT
+    from sim2real_edit.specialist import CONFIG_NAME
+    from sim2real_edit.styles import StyleRegistry
+
+    def complete(folder: Path) -> bool:
+        return all((folder / entry.rstrip("/")).exists() for entry in CHECKPOINT_LAYOUT)
+
+    problems = []
+    checkpoints = [spec.checkpoint for spec in config.policies if spec.checkpoint and not complete(Path(spec.checkpoint))]
+    if checkpoints:
+        problems.append(
+            f"{len(checkpoints)} RT-1 checkpoint folder(s) missing or incomplete (each holds "
+            f"{', '.join(CHECKPOINT_LAYOUT)}): {', '.join(checkpoints)}. Download SIMPLER's RT-1 checkpoints "
+            "there, or pass --checkpoints FOLDER ... or --checkpoint-root FOLDER")
+    if config.preset != "tiny" and any(domain != "unedited" for domain in config.domains):
+        registry = StyleRegistry.load()
+        untrained = [style for style in config.styles if not (registry.get(style).specialist_dir / CONFIG_NAME).is_file()]
+        if untrained:
+            problems.append(
+                f"no trained specialist for {', '.join(untrained)} under {registry.root / 'specialists'}. Train "
+                "each with `python scripts/train_specialist.py --style STYLE --frames frames/`, or evaluate "
+                "fewer --styles, or only --domains unedited")
+    if problems:
+        raise FileNotFoundError(
+            "; ".join(problems) + ". Without checkpoints, trained specialists, a GPU or SIMPLER, run the CPU "
+            "demo: python scripts/eval_policies.py --preset tiny")
+
+
+def saved_episodes_note(run_dir: Path) -> str:
+    """How many finished episodes an interrupted run keeps, and how to continue it."""
+    import sqlite3
+    from contextlib import closing
+
+    database = run_dir / "episodes.sqlite"
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            done = connection.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        done = 0
+    return (f"{done} finished episodes are saved in {database}; run the same command again to continue "
+            "(stored episodes are not repeated)")
 
 
 def print_outputs(run_dir: Path, report) -> None:
@@ -170,4 +213,4 @@ def print_outputs(run_dir: Path, report) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sim2real_edit import cli
 from sim2real_edit.styles import DEFAULT_EXEMPLAR_COUNT, StyleRegistry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--style", required=True, help="style name (or alias), or 'all'")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the style's folder)")
-    parser.add_argument("--count", type=int, default=DEFAULT_EXEMPLAR_COUNT, help="images per style")
-    parser.add_argument("--size", type=int, default=256, help="side of the square images in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="base seed; the same seed gives the same images")
+    parser.add_argument("--count", type=cli.positive_int, default=DEFAULT_EXEMPLAR_COUNT, help="images per style")
+    parser.add_argument("--size", type=cli.positive_int, default=256, help="side of the square images in pixels")
+    parser.add_argument("--seed", type=cli.seed, default=0, help="base seed; the same seed gives the same images")
     parser.add_argument(
         "--config", type=Path, default=None, help="styles YAML (default: configs/styles.yaml)"
     )
@@ -47,4 +46,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)

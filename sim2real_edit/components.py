@@ -9,8 +9,15 @@ import torch
 from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from .offline import names_a_folder, work_offline_if_unreachable
+
 DEFAULT_BASE = "timbrooks/instruct-pix2pix"
 TINY_BASE = "tiny"
+
+
+def is_tiny_base(base: str) -> bool:
+    """Whether `base` names the tiny random-weight base of tests and the tiny preset (`tiny`, `tiny:<seed>`)."""
+    return base == TINY_BASE or base.startswith(TINY_BASE + ":")
 
 
 class WeightsNotFoundError(OSError):
@@ -50,11 +57,13 @@ def load_base_components(
     base: str = DEFAULT_BASE, revision: str | None = None, dtype: torch.dtype = torch.float32
 ) -> BaseComponents:
     """Loads an InstructPix2Pix diffusers folder or hub id: unet, vae, text_encoder, tokenizer, scheduler."""
-    if base == TINY_BASE or base.startswith(TINY_BASE + ":"):
+    if is_tiny_base(base):
         seed = int(base.split(":", 1)[1]) if ":" in base else 0
         return tiny_base_components(seed)
     local = Path(base).expanduser()
     source = str(local) if local.exists() else base
+    if not names_a_folder(base):
+        work_offline_if_unreachable()  # no minute of retries on a machine without a network
     if local.exists() and not (local / "unet").is_dir():
         raise WeightsNotFoundError(
             f"{local} is not a diffusers InstructPix2Pix folder: it has no unet/ subfolder. Point `base` at the "
@@ -69,9 +78,9 @@ def load_base_components(
             raise WeightsNotFoundError(
                 f"could not load the {subfolder} of base model {base!r}: {err}\n"
                 f"If this machine is offline, download the model where there is a network "
-                f"(`huggingface-cli download {base} --local-dir instruct-pix2pix`) and pass the local folder: "
-                "EditSpecialist.from_pretrained(base='path/to/instruct-pix2pix'); or set HF_HOME to a cache "
-                "that already holds it."
+                f"(`hf download {base} --local-dir instruct-pix2pix`) and pass the local folder: "
+                "EditSpecialist.from_pretrained(base='path/to/instruct-pix2pix'), or --base path/to/instruct-pix2pix "
+                "on the command line; or set HF_HOME to a cache that already holds it."
             ) from err
 
     return BaseComponents(

@@ -13,26 +13,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
+import pickle
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .acceleration import HALF_DTYPES, InferenceOptions
 from .components import DEFAULT_BASE, BaseComponents
 from .feedback import Feedback, FeedbackConfig, FeedbackScores
+from .feedback.depth import DEPTH_LARGE
+from .feedback.embeddings import CLIP_B16, DINOV2_BASE
+from .feedback.segmentation import GROUNDING_DINO_TINY, SAM2_LARGE
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
+from .offline import DREAMSIM_FILES, RequiredModel, names_a_folder, require_models
+from .outputs import SPECIALIST_OUTPUTS, check_outputs, make_readable, remove_outputs
+from .samplers import SAMPLERS
 from .specialist import EditCondition, EditSpecialist
 from .training_curves import save_training_curves
+from .validation import FieldChecks, is_int, is_number, is_numbers
 
 PRESETS = ("full", "tiny")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,11 +80,33 @@ class TrainConfig:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
-        if self.samples_per_step < 2 or self.samples_per_step % 2:
+        if not is_int(self.samples_per_step, 2) or self.samples_per_step % 2:
             raise ValueError(f"samples_per_step must be an even number >= 2 (two edits per frame), got "
                              f"{self.samples_per_step}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
+        checks = FieldChecks(self)
+        for name in ("style", "base"):
+            checks.require(name, isinstance(getattr(self, name), str) and bool(getattr(self, name)), "a name")
+        for name in ("frames", "output_dir"):
+            checks.require(name, getattr(self, name) is None or isinstance(getattr(self, name), (str, Path)),
+                           "a folder or None")
+        for name, minimum in (("short_side", 8), ("num_denoising_steps", 1), ("sample_batch_size", 1),
+                              ("train_batch_size", 1), ("optimizer_steps", 1), ("keep_checkpoints", 1),
+                              ("seed", 0)):
+            checks.require(name, is_int(getattr(self, name), minimum), f"an integer >= {minimum}")
+        checks.require("scheduler", self.scheduler in SAMPLERS, f"one of {SAMPLERS}")
+        checks.require("eta", is_number(self.eta) and self.eta > 0, "a finite number > 0")
+        checks.require("guidance", is_numbers(self.guidance, 3), "three finite numbers (text, image, style)")
+        checks.require("adam_betas", is_numbers(self.adam_betas, 2) and all(0 <= b < 1 for b in self.adam_betas),
+                       "two numbers in [0, 1)")
+        for name in ("learning_rate", "weight_decay"):
+            checks.require(name, is_number(getattr(self, name)) and getattr(self, name) >= 0, "a finite number >= 0")
+        for name in ("max_grad_norm", "beta", "ratio_clamp"):
+            checks.require(name, is_number(getattr(self, name)) and getattr(self, name) > 0, "a finite number > 0")
+        checks.require("gradient_checkpointing", isinstance(self.gradient_checkpointing, bool), "true or false")
+        checks.require("feedback", isinstance(self.feedback, FeedbackConfig), "a FeedbackConfig")
+        checks.raise_if_invalid()
 
     @property
     def pairs_per_step(self) -> int:
@@ -90,6 +124,54 @@ class TrainConfig:
         ignored = ("output_dir", "keep_checkpoints", "optimizer_steps")
         data = {k: v for k, v in self.to_dict().items() if k not in ignored}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def output_dir(config: TrainConfig) -> Path:
+    """The run's folder: `output_dir`, else the style's specialist folder of the preset (the tiny preset's
+    are apart from the real ones: see `sim2real_edit.styles.preset_specialist_dir`)."""
+    from .styles import preset_specialist_dir
+
+    return Path(config.output_dir) if config.output_dir else preset_specialist_dir(config.style, config.preset)
+
+
+BASE_MODEL_FILES = ("unet/config.json", "vae/config.json", "text_encoder/config.json",
+                    "tokenizer/tokenizer_config.json", "scheduler/scheduler_config.json")
+
+
+def required_models(config: TrainConfig, *, base: bool = True, judges: bool = True) -> list[RequiredModel]:
+    """The pretrained models a run of `config` loads: the base (`base`) and the AI judges (`judges`). The
+    tiny preset builds its own."""
+    if config.preset == "tiny":
+        return []
+
+    def model(what: str, source: str, default: str, setting: str, **kwargs) -> RequiredModel:
+        hub_id = default if names_a_folder(source) else source
+        kwargs.setdefault("chosen", names_a_folder(source))
+        return RequiredModel(what, source, hub_id, "--" + setting.replace("_", "-"), setting=setting, **kwargs)
+
+    feedback = config.feedback
+    models = [model("InstructPix2Pix base", config.base, DEFAULT_BASE, "base", files=BASE_MODEL_FILES)] if base else []
+    if judges:
+        models.append(model("depth judge", feedback.depth_model, DEPTH_LARGE, "depth_model"))
+        if feedback.use_segmenter:
+            models.append(model("GroundingDINO detector", feedback.detector_model, GROUNDING_DINO_TINY,
+                                "detector_model"))
+            models.append(model("SAM2 segmenter", feedback.segmenter_model, SAM2_LARGE, "segmenter_model"))
+        if feedback.embedder == "dreamsim":
+            models.append(model("DreamSim embedder", feedback.embedder_source, "dreamsim", "embedder_model",
+                                files=DREAMSIM_FILES, kind="dreamsim", chosen=feedback.embedder_model is not None))
+        else:
+            models.append(model(f"{feedback.embedder} embedder", feedback.embedder_source,
+                                DINOV2_BASE if feedback.embedder == "dinov2" else CLIP_B16, "embedder_model"))
+    return models
+
+
+def with_models_dir(config: TrainConfig, models_dir: str | Path) -> TrainConfig:
+    """`config` with every pretrained model read from `models_dir/<name>` (the folders that the error of a
+    missing model tells to download: `instruct-pix2pix`, `Depth-Anything-V2-Large-hf`, ...)."""
+    folders = {model.setting: str(Path(models_dir) / model.folder_name) for model in required_models(config)}
+    feedback = replace(config.feedback, **{key: value for key, value in folders.items() if key != "base"})
+    return replace(config, base=folders.get("base", config.base), feedback=feedback)
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -152,7 +234,11 @@ def _cat_scores(parts: list[FeedbackScores]) -> FeedbackScores:
 
 
 class Checkpoints:
-    """Per-step training state under `folder`, written atomically, so that a killed run resumes exactly."""
+    """Per-step training state under `folder`, written atomically, so that a killed run resumes exactly.
+
+    A checkpoint that cannot be read back (e.g. truncated by a full disk) is skipped with a warning: the run
+    resumes from the newest intact one, and the steps after it are trained again.
+    """
 
     def __init__(self, folder: Path, config_hash: str, keep: int = 2):
         self.folder = folder
@@ -169,6 +255,7 @@ class Checkpoints:
         partial.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
         save_file(tensors, str(partial / "trainable.safetensors"))
+        make_readable(partial / "trainable.safetensors")
         torch.save(optimizer.state_dict(), partial / "optimizer.pt")
         state = {"step": step, "config_hash": self.config_hash, "log": log}
         (partial / "state.json").write_text(json.dumps(state, indent=2))
@@ -185,37 +272,88 @@ class Checkpoints:
             tensors = {k: v.detach().cpu().contiguous() for k, v in model.trainable_state_dict().items()}
             partial = path.with_name(".reference.partial")
             save_file(tensors, str(partial))
+            make_readable(partial)
             partial.replace(path)  # a run killed mid-write leaves no half-written reference behind
 
     def load_reference(self, model: EditSpecialist) -> None:
         """Restores the pre-training weights (the DPO reference) before the first checkpoint is loaded."""
-        tensors = load_file(str(self.folder / "reference.safetensors"))
-        with torch.no_grad():
-            for key, value in model.trainable_state_dict().items():
-                value.copy_(tensors[key])
+        path = self.folder / "reference.safetensors"
+        try:
+            tensors = _read_weights(path, model)
+        except _UNREADABLE as error:
+            raise ValueError(
+                f"{path} (the weights before training, which every step is compared with) is unreadable: "
+                f"{error}. The run cannot be continued exactly; start it again with --overwrite"
+            ) from error
+        _copy_weights(tensors, model)
 
     def load_latest(self, model: EditSpecialist, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict]]:
-        """Loads the newest complete checkpoint; returns (next step, log so far)."""
-        steps = self.steps()
-        if not steps:
-            return 0, []
-        folder = self.folder / f"step-{steps[-1]:04d}"
-        state = json.loads((folder / "state.json").read_text())
-        if state["config_hash"] != self.config_hash:
-            raise ValueError(
-                f"the checkpoints in {self.folder} were written with another configuration "
-                f"(hash {state['config_hash']}, this run {self.config_hash}); resume with the same options, "
-                "or choose a new --output folder"
-            )
-        tensors = load_file(str(folder / "trainable.safetensors"))
-        with torch.no_grad():
-            for key, value in model.trainable_state_dict().items():
-                value.copy_(tensors[key])
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=model.device))
+        """Loads the newest intact checkpoint; returns (next step, log so far)."""
+        skipped = []
+        for step in reversed(self.steps()):
+            folder = self.folder / f"step-{step:04d}"
+            try:
+                state = json.loads((folder / "state.json").read_text())
+                if state["config_hash"] != self.config_hash:
+                    raise ConfigChangedError(
+                        f"the checkpoints in {self.folder} were written with another configuration "
+                        f"(hash {state['config_hash']}, this run {self.config_hash}); resume with the same "
+                        "options, or choose a new --output folder"
+                    )
+                tensors = _read_weights(folder / "trainable.safetensors", model)
+                optimizer_state = torch.load(folder / "optimizer.pt", map_location=model.device, weights_only=True)
+            except _UNREADABLE as error:
+                skipped.append(folder.name)
+                logger.warning("checkpoint %s is unreadable (%s: %s); trying the one before it",
+                               folder, type(error).__name__, error)
+                continue
+            _copy_weights(tensors, model)
+            optimizer.load_state_dict(optimizer_state)
+            if skipped:
+                logger.warning("resuming from %s: the later checkpoints %s were unreadable, their steps are "
+                               "trained again", folder.name, ", ".join(skipped))
+            return state["step"] + 1, self._log_until(state["step"])
+        if skipped:
+            logger.warning("no checkpoint in %s is readable (%s); training starts again from step 0",
+                           self.folder, ", ".join(skipped))
+        return 0, []
+
+    def _log_until(self, step: int) -> list[dict]:
+        """The log's entries up to `step`: a crash between logging a step and checkpointing it leaves a line
+        (possibly half-written) that the rerun writes again."""
         log_path = self.folder.parent / "log.jsonl"
-        log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.exists() else []
-        # A crash between logging a step and checkpointing it leaves a line that the rerun will write again.
-        return state["step"] + 1, [entry for entry in log if entry["step"] <= state["step"]]
+        entries = []
+        for line in log_path.read_text().splitlines() if log_path.exists() else []:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return [entry for entry in entries if entry.get("step", math.inf) <= step]
+
+
+class ConfigChangedError(ValueError):
+    """Checkpoints of another training configuration are in the output folder."""
+
+
+# What reading a damaged checkpoint raises (truncated zip or safetensors, broken JSON, missing tensors); a
+# ConfigChangedError is a ValueError but never means damage, so it is raised through.
+_UNREADABLE = (OSError, EOFError, RuntimeError, pickle.UnpicklingError, SafetensorError, KeyError,
+               json.JSONDecodeError)
+
+
+def _read_weights(path: Path, model: EditSpecialist) -> dict[str, torch.Tensor]:
+    """The trainable tensors in `path`, checked against `model`'s (a KeyError names what does not fit)."""
+    tensors = load_file(str(path))
+    for key, value in model.trainable_state_dict().items():
+        if key not in tensors or tensors[key].shape != value.shape:
+            raise KeyError(f"{path.name} lacks {key} of shape {tuple(value.shape)}")
+    return tensors
+
+
+def _copy_weights(tensors: dict[str, torch.Tensor], model: EditSpecialist) -> None:
+    with torch.no_grad():
+        for key, value in model.trainable_state_dict().items():
+            value.copy_(tensors[key])
 
 
 @dataclass
@@ -248,10 +386,14 @@ def train(
     model: EditSpecialist | None = None,
     feedback: Feedback | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     accelerator=None,
 ) -> TrainResult:
-    """Trains a specialist; `frames`, `exemplars`, `model` and `feedback` override what `config` would load."""
+    """Trains a specialist; `frames`, `exemplars`, `model` and `feedback` override what `config` would load.
+
+    An output folder that already holds a specialist or a run is refused unless `resume` (continue its run)
+    or `overwrite` (delete what a run writes there, then train afresh)."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -260,12 +402,17 @@ def train(
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device
     style = StyleRegistry.load().get(config.style)
-    output = Path(config.output_dir) if config.output_dir else style.specialist_dir
+    output = output_dir(config)
     checkpoints = Checkpoints(output / "checkpoints", config.hash(), config.keep_checkpoints)
-    if checkpoints.steps() and not resume:
-        raise FileExistsError(
-            f"{output} already holds checkpoints of a run; pass --resume to continue it, or choose another --output"
-        )
+    if resume and overwrite:
+        raise ValueError("resume continues the run in the output folder and overwrite replaces it: choose one")
+    if not resume:
+        check_outputs(output, SPECIALIST_OUTPUTS, overwrite=overwrite, what="a specialist or a training run",
+                      advice="--resume to continue its run, or choose another --output")
+        if overwrite and accelerator.is_main_process:
+            remove_outputs(output, SPECIALIST_OUTPUTS)
+        accelerator.wait_for_everyone()
+    require_models(required_models(config, base=model is None, judges=feedback is None))
 
     if exemplars is None:
         with accelerator.main_process_first():  # one process writes the procedural default set if needed

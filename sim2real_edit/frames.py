@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .images import resize_batch
+from .outputs import FRAME_OUTPUTS, check_outputs, remove_outputs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MASKS_DIR = "masks"
@@ -47,7 +48,7 @@ class TrainingFrames:
         if not paths:
             raise FileNotFoundError(
                 f"no training frames in {folder}: put RGB frames (png/jpg) there, or write them from the "
-                "simulator with `python scripts/collect_frames.py --out {folder}` (SIMPLER when installed, "
+                f"simulator with `python scripts/collect_frames.py --out {folder}` (SIMPLER when installed, "
                 "else the stand-in drawer env)"
             )
         first = Image.open(paths[0])
@@ -76,8 +77,13 @@ class TrainingFrames:
                           for m in self.masks])
         return TrainingFrames(frames, masks, self.has_mask.copy(), list(self.names))
 
-    def save(self, folder: str | Path) -> Path:
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """Writes the frames (and masks/) into `folder`. A folder that already holds frames is refused unless
+        `overwrite`, which deletes them first: a training run never reads a mix of two collections."""
         folder = Path(folder)
+        check_outputs(folder, FRAME_OUTPUTS, overwrite=overwrite, what="training frames",
+                      advice="or choose another folder")
+        remove_outputs(folder, FRAME_OUTPUTS)
         (folder / MASKS_DIR).mkdir(parents=True, exist_ok=True)
         for name, frame, mask, known in zip(self.names, self.frames, self.masks, self.has_mask):
             Image.fromarray(frame).save(folder / f"{name}.png")

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .validation import is_number
+
 
 @dataclass(frozen=True)
 class GuidanceScales:
@@ -15,6 +17,15 @@ class GuidanceScales:
     image: float = 1.5
     style: float = 3.0
 
+    def __post_init__(self) -> None:
+        for name in ("text", "image", "style"):
+            value = getattr(self, name)
+            if not is_number(value):
+                raise ValueError(
+                    f"the {name} guidance scale must be a finite number (e.g. (7.5, 1.5, 3.0) for text, image, "
+                    f"style), got {value!r}"
+                )
+
     @classmethod
     def parse(cls, value: GuidanceScales | tuple | list | None) -> GuidanceScales:
         """Accepts GuidanceScales, a (text, image, style) tuple, or None for the defaults."""
@@ -23,7 +34,12 @@ class GuidanceScales:
         if isinstance(value, GuidanceScales):
             return value
         if isinstance(value, (tuple, list)) and len(value) == 3:
-            return cls(*(float(v) for v in value))
+            try:
+                scales = [float(v) for v in value]
+            except (TypeError, ValueError):
+                scales = None
+            if scales is not None:
+                return cls(*scales)  # checks that they are finite
         raise ValueError(f"guidance must be (text, image, style) scales such as (7.5, 1.5, 3.0), got {value!r}")
 
     def as_tuple(self) -> tuple[float, float, float]:

@@ -51,9 +51,17 @@ def as_uint8_batch(images: ImageBatch, name: str = "images") -> np.ndarray:
             f"`{name}` must have shape (N, H, W, 3) or (H, W, 3) with RGB channels last, got {tuple(array.shape)}"
             + hint
         )
+    if array.shape[0] == 0:
+        raise ImageFormatError(f"`{name}` is an empty batch (shape {tuple(array.shape)}); pass at least one image")
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
     if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            raise ImageFormatError(
+                f"`{name}` holds {bad} NaN or infinite values; float images must lie in [0, 1]. Find where they "
+                "come from, or replace them (e.g. `np.nan_to_num(images)`) if that is what you mean"
+            )
         lo, hi = float(array.min()), float(array.max())
         if lo < 0.0 or hi > 1.0:
             raise ImageFormatError(

@@ -9,6 +9,7 @@ log p(x_{t-1} | x_t) of a stored trajectory under any network. The arithmetic ma
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -110,8 +111,8 @@ class DDIMSampler(Sampler):
     name = "ddim"
 
     def __init__(self, scheduler_config: dict, num_steps: int, eta: float = 1.0):
-        if eta <= 0:
-            raise ValueError(f"DDIM needs eta > 0 to be a stochastic policy with log-probabilities, got eta={eta}")
+        if not (eta > 0 and math.isfinite(eta)):  # written so that NaN fails too
+            raise ValueError(f"DDIM needs a finite eta > 0 to be a stochastic policy with log-probabilities, got eta={eta}")
         # Latent diffusion never clips x0 to [-1, 1]; DDIM's default (clip_sample=True) is for pixel models.
         scheduler = DDIMScheduler.from_config(scheduler_config, clip_sample=False, thresholding=False)
         if scheduler.config.prediction_type != "epsilon":
@@ -147,8 +148,11 @@ class DDIMSampler(Sampler):
 
 
 def make_sampler(name: str, scheduler_config: dict, num_steps: int, eta: float = 1.0) -> Sampler:
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral) or num_steps < 1:
+        raise ValueError(f"num_steps (denoising steps) must be an integer >= 1, got {num_steps!r}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not math.isfinite(eta):
+        raise ValueError(f"eta must be a finite number (DDIM: > 0, 1.0 by default), got {eta!r}")
+    num_steps = int(num_steps)
     if name == "euler_ancestral":
         return EulerAncestralSampler(scheduler_config, num_steps)
     if name == "ddim":

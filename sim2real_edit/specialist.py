@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +29,7 @@ from .acceleration import (
     model_pixels,
     uint8_frames,
 )
-from .components import DEFAULT_BASE, BaseComponents, load_base_components, tiny_base_components
+from .components import DEFAULT_BASE, BaseComponents, is_tiny_base, load_base_components, tiny_base_components
 from .guidance import GuidanceScales, combine_guidance
 from .images import (
     ImageBatch,
@@ -36,19 +39,39 @@ from .images import (
     to_model_pixels,
     to_uint8_images,
 )
-from .samplers import Sampler, gaussian_log_prob, make_sampler
+from .outputs import make_readable
+from .samplers import SAMPLERS, Sampler, gaussian_log_prob, make_sampler
 from .style_attention import StyleAttention, StyleAttentionConfig
 from .unet_surgery import widen_conv_in
+from .validation import FieldChecks, is_int, is_number, is_numbers
 
 CONFIG_NAME = "specialist_config.json"
 WEIGHTS_NAME = "specialist_weights.safetensors"
 EXEMPLARS_DIR = "exemplars"
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range of non-negative seeds
 FORMAT_VERSION = 1
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+logger = logging.getLogger(__name__)
 
 
 class SpecialistFormatError(ValueError):
     """A specialist folder is missing files or holds weights that do not fit the base model."""
+
+
+def _check_other_base(folder: Path, recorded: str, requested: str, allowed: bool) -> None:
+    """Refuses a specialist over a base of the other kind (tiny random vs real) unless `allowed`."""
+    if is_tiny_base(recorded) or is_tiny_base(requested):
+        if allowed:
+            logger.warning("loading %s (trained on %r) over %r, as asked", folder, recorded, requested)
+            return
+        raise SpecialistFormatError(
+            f"{folder} was trained on base {recorded!r}, not {requested!r}: a specialist trained on the tiny "
+            "random base is a demo that does not fit a real base (or the other way round). Load it on its own "
+            f"base (base=None or base={recorded!r}), or pass allow_other_base=True if you really mean it"
+        )
+    logger.warning("loading %s (trained on %r) over %r: fine if that is a copy of the same model", folder,
+                   recorded, requested)
 
 
 @dataclass
@@ -67,11 +90,35 @@ class SpecialistConfig:
     style_attention: dict | None = None  # StyleAttentionConfig fields; None: 320 wide, 8 heads
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        """Checks every field here, so that a bad config file fails when it is read, with the field named, not
+        deep inside peft or at the first edit."""
+        checks = FieldChecks(self)
+        checks.require("style", self.style is None or isinstance(self.style, str), "a style name or null")
+        checks.require("instruction", isinstance(self.instruction, str) and bool(self.instruction.strip()),
+                       "a non-empty text")
+        checks.require("guidance", is_numbers(self.guidance, 3), "three finite numbers (text, image, style)")
+        checks.require("base", isinstance(self.base, str) and bool(self.base), "a hub id or a folder")
+        checks.require("base_revision", self.base_revision is None or isinstance(self.base_revision, str),
+                       "a revision name or null")
+        checks.require("scheduler", self.scheduler in SAMPLERS, f"one of {SAMPLERS}")
+        checks.require("num_steps", is_int(self.num_steps, minimum=1), "an integer >= 1")
+        checks.require("lora_rank", is_int(self.lora_rank, minimum=1), "an integer >= 1")
+        checks.require("lora_alpha", is_number(self.lora_alpha) and self.lora_alpha > 0, "a number > 0")
+        attention_fields = set(StyleAttentionConfig.__dataclass_fields__)
+        checks.require("style_attention", self.style_attention is None or (
+            isinstance(self.style_attention, dict) and set(self.style_attention) <= attention_fields
+            and all(is_int(value, minimum=1) for value in self.style_attention.values())),
+            f"null or a mapping of {sorted(attention_fields)} to integers >= 1")
+        checks.require("format_version", is_int(self.format_version, minimum=1), "an integer >= 1")
+        checks.raise_if_invalid()
+        self.guidance = tuple(float(value) for value in self.guidance)
+
     @classmethod
     def from_dict(cls, data: dict) -> SpecialistConfig:
+        if not isinstance(data, dict):
+            raise TypeError(f"a specialist config is a JSON object of settings, got {type(data).__name__}")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "guidance" in known:
-            known["guidance"] = tuple(known["guidance"])
         return cls(**known)
 
 
@@ -117,13 +164,43 @@ class Trajectory:
         return self.log_probs.shape[0]
 
 
+SMALL_MODEL_PARAMETERS = 50_000_000  # tiny test and demo UNets have ~1M, SD-1.5's has 860M
+
+
+def _threads_set_by_environment() -> bool:
+    return any(os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"))
+
+
+def _on_cpu_threads(method: Callable) -> Callable:
+    """Runs `method` with the specialist's `cpu_threads` when it is on a CPU, then restores torch's setting."""
+
+    @functools.wraps(method)
+    def wrapper(self: EditSpecialist, *args, **kwargs):
+        if self.cpu_threads is None or self.device.type != "cpu" or torch.get_num_threads() == self.cpu_threads:
+            return method(self, *args, **kwargs)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.cpu_threads)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+    return wrapper
+
+
 def _seeds_for(batch: int, seed: int | Sequence[int]) -> list[int]:
-    if isinstance(seed, (int, np.integer)):
-        return [int(seed)] * batch
-    seeds = [int(s) for s in seed]
-    if len(seeds) != batch:
-        raise ValueError(f"got {len(seeds)} seeds for {batch} images; pass one seed, or one per image")
-    return seeds
+    if is_int(seed, minimum=0):
+        seeds = [int(seed)] * batch
+    elif (isinstance(seed, Sequence) and not isinstance(seed, str)) or (isinstance(seed, np.ndarray) and seed.ndim == 1):
+        seeds = list(seed)
+        if len(seeds) != batch:
+            raise ValueError(f"got {len(seeds)} seeds for {batch} images; pass one seed, or one per image")
+    else:
+        seeds = [seed]
+    bad = [s for s in seeds if not (is_int(s, minimum=0) and s <= MAX_SEED)]
+    if bad:
+        raise ValueError(f"seeds must be integers in [0, 2**63 - 1], got {bad[0]!r}; pass one seed, or one per image")
+    return [int(s) for s in seeds]
 
 
 class EditSpecialist:
@@ -164,6 +241,10 @@ class EditSpecialist:
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.inference = InferenceOptions()  # the plain eager path; `optimize` switches faster ones on
         self.compiled = CompiledModules()
+        # Intra-op threads for work on a CPU (None: torch's setting). Networks this small gain nothing from
+        # threads, and on a busy machine contended threads make them several times slower.
+        small = sum(p.numel() for p in self.unet.parameters()) < SMALL_MODEL_PARAMETERS
+        self.cpu_threads: int | None = 1 if small and not _threads_set_by_environment() else None
 
     # ------------------------------------------------------------------ construction and persistence
 
@@ -177,22 +258,30 @@ class EditSpecialist:
     @classmethod
     def from_pretrained(
         cls,
-        base: str = DEFAULT_BASE,
+        base: str | None = None,
         specialist: str | Path | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         revision: str | None = None,
+        *,
+        allow_other_base: bool = False,
     ) -> EditSpecialist:
         """Builds a specialist on `base` (hub id or local diffusers folder), loading trained weights from
         `specialist` (a folder written by `save_pretrained`) when given. Without `specialist` the result
-        is untrained: it edits exactly like the base InstructPix2Pix."""
+        is untrained: it edits exactly like the base InstructPix2Pix.
+
+        `base=None` means the base the specialist records (else `DEFAULT_BASE`). A specialist trained on the
+        tiny random base is refused over a real base, and vice versa, unless `allow_other_base`; another
+        real base (e.g. a local copy of the recorded hub model) is used with a warning."""
         config = None
         if specialist is not None:
-            config = cls._read_config(Path(specialist))
-            if base == DEFAULT_BASE and config.base != DEFAULT_BASE:
-                base = config.base  # the folder knows what it was trained on (e.g. the tiny base)
+            config = cls.read_config(Path(specialist))
+            if base is None:
+                base = config.base
+            elif base != config.base:
+                _check_other_base(Path(specialist), config.base, base, allow_other_base)
             revision = revision or config.base_revision
-        components = load_base_components(base, revision=revision, dtype=torch.float32)
+        components = load_base_components(base or DEFAULT_BASE, revision=revision, dtype=torch.float32)
         if config is None:
             config = SpecialistConfig(base=components.base, base_revision=revision)
         model = cls(components, config)
@@ -201,7 +290,8 @@ class EditSpecialist:
         return model.to(device, dtype)
 
     @staticmethod
-    def _read_config(folder: Path) -> SpecialistConfig:
+    def read_config(folder: Path) -> SpecialistConfig:
+        """The config saved in a specialist folder, checked."""
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"no specialist folder at {folder}. A specialist folder is written by "
@@ -217,8 +307,11 @@ class EditSpecialist:
         try:
             data = json.loads((folder / CONFIG_NAME).read_text())
             config = SpecialistConfig.from_dict(data)
-        except (json.JSONDecodeError, TypeError) as err:
-            raise SpecialistFormatError(f"{folder / CONFIG_NAME} is not a valid specialist config: {err}") from err
+        except (json.JSONDecodeError, TypeError, ValueError) as err:
+            raise SpecialistFormatError(
+                f"{folder / CONFIG_NAME} is not a valid specialist config: {err}. Fix the file, or re-save the "
+                "specialist with `save_pretrained`"
+            ) from err
         if config.format_version > FORMAT_VERSION:
             raise SpecialistFormatError(
                 f"{folder} was written by a newer sim2real-edit (format {config.format_version}); upgrade the package"
@@ -239,6 +332,7 @@ class EditSpecialist:
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.trainable_state_dict().items()}
         save_file(tensors, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+        make_readable(folder / WEIGHTS_NAME)
         config = asdict(self.config)
         config["guidance"] = list(self.config.guidance)
         (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
@@ -501,6 +595,7 @@ class EditSpecialist:
 
     # ------------------------------------------------------------------ sampling
 
+    @_on_cpu_threads
     @torch.no_grad()
     def sample(
         self,
@@ -575,12 +670,13 @@ class EditSpecialist:
         """A sampler on this model's noise schedule (e.g. the one a trajectory was drawn with), its timesteps
         already on the model's device when `inference.device_timesteps` is on."""
         sampler = make_sampler(scheduler or self.config.scheduler, self.scheduler_config,
-                               num_steps or self.config.num_steps, eta)
+                               self.config.num_steps if num_steps is None else num_steps, eta)
         if self.inference.device_timesteps:
             # copied without a stream sync; the sigmas stay on the host, read as scalars without syncs
             sampler.timesteps = sampler.timesteps.to(self.device, non_blocking=True)
         return sampler
 
+    @_on_cpu_threads
     def edit(
         self,
         images: ImageBatch,

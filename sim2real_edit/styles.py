@@ -151,9 +151,12 @@ class Style:
         """The folder of this style's trained specialist; raises if it has not been trained yet."""
         if not self.specialist_dir.is_dir() or not any(self.specialist_dir.iterdir()):
             raise FileNotFoundError(
-                f"No trained specialist for style {self.name!r} in {self.specialist_dir}. Train one with "
-                f"`python scripts/train_specialist.py --style {self.name}`, which saves it there, or set "
-                f"{HOME_ENV_VAR} to the data root that holds specialists/{self.name}."
+                f"No trained specialist for style {self.name!r} in {self.specialist_dir}. Train one (GPU, real "
+                f"models) with `python scripts/collect_frames.py --out frames/ && python "
+                f"scripts/train_specialist.py --style {self.name} --frames frames/`, which saves it there, or set "
+                f"{HOME_ENV_VAR} to the data root that holds specialists/{self.name}. For a CPU demo without "
+                "trained models use the tiny preset: gym.make(..., preset='tiny'), "
+                "scripts/eval_policies.py --preset tiny."
             )
         return self.specialist_dir
 
@@ -232,6 +235,9 @@ class StyleRegistry:
         return list(self.styles)
 
     def get(self, name: str) -> Style:
+        if not isinstance(name, str):
+            raise TypeError(f"a style is given by its name, e.g. 'wood'; got {name!r}. Known styles: "
+                             f"{', '.join(self.names)}")
         key = name.strip().lower().replace(" ", "_").replace("-", "_")
         key = self.aliases.get(key, key)
         if key not in self.styles:
@@ -260,6 +266,13 @@ def tiny_home(root: str | Path | None = None) -> Path:
     """The tiny (CPU) preset's own namespace, ``<data root>/tiny``: its base model, policies, specialists and
     real-world table live there, so that nothing a full-size run looks up is ever a tiny artefact."""
     return StyleRegistry.load(root=root).root / "tiny"
+
+
+def preset_specialist_dir(style: str, preset: str = "full", root: str | Path | None = None) -> Path:
+    """Where the specialist of `style` lives for `preset`: the registry's folder, or for the tiny preset
+    ``<tiny home>/specialists/<style>``, which no full-size run ever reads."""
+    chosen = get_style(style, root)
+    return tiny_home(root) / "specialists" / chosen.name if preset == "tiny" else chosen.specialist_dir
 
 
 def get_style(name: str, root: str | Path | None = None) -> Style:

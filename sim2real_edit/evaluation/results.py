@@ -218,11 +218,24 @@ def _episode_from_row(row: tuple) -> EpisodeResult:
     return EpisodeResult(**values)
 
 
+class DamagedDatabaseError(sqlite3.DatabaseError):
+    """The run folder's episode database is not a readable SQLite file."""
+
+
 @contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     """A connection whose block is one transaction: committed on success, rolled back on an exception."""
-    with closing(sqlite3.connect(path, timeout=60.0)) as connection, connection:
-        yield connection
+    try:
+        with closing(sqlite3.connect(path, timeout=60.0)) as connection, connection:
+            yield connection
+    except sqlite3.DatabaseError as error:
+        if isinstance(error, sqlite3.OperationalError) and "malformed" not in str(error):
+            raise  # e.g. locked: not damage
+        raise DamagedDatabaseError(
+            f"the episode database {path} is damaged ({error}). Move it aside (`mv {path} {path}.damaged`) and "
+            "run the same command again to redo the run's episodes; `sqlite3 ... .recover` may rescue the "
+            "finished ones from the damaged copy"
+        ) from error
 
 
 def _check_schema(connection: sqlite3.Connection, path: Path) -> None:

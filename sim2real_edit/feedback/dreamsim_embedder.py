@@ -17,24 +17,15 @@ from dreamsim import dreamsim
 from dreamsim.feature_extraction.vision_transformer import VisionTransformer
 from torch import nn
 
+from ..offline import DREAMSIM_DOWNLOAD, DREAMSIM_FILES, work_offline_if_unreachable
 from .architectures import DREAMSIM_VIT_SIZES, Size
 from .embeddings import PatchEmbedder
-from .loading import JudgeWeightsNotFoundError, hub_offline, place
+from .loading import JudgeWeightsNotFoundError, place
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, normalize, resize
 
 DREAMSIM_TYPE = "dinov2_vitb14"
 DREAMSIM_CACHE = "~/.cache/dreamsim"
 DREAMSIM_IMAGE_SIZE = 224
-
-
-# What `dreamsim(cache_dir=DIR, dreamsim_type="dinov2_vitb14", use_patch_model=True)` leaves in DIR: the
-# DreamSim release (an unused backbone file it checks for, and the LoRA adapter) and torch.hub's DINOv2.
-DREAMSIM_FILES = (
-    "dinov2_vitb14_pretrain.pth",
-    "dinov2_vitb14_patch_lora/adapter_config.json",
-    "facebookresearch_dinov2_main/hubconf.py",
-    "checkpoints/dinov2_vitb14_pretrain.pth",
-)
 
 
 def missing_dreamsim_files(folder: Path) -> list[str]:
@@ -46,9 +37,9 @@ def _missing_weights_help(folder: Path) -> str:
     return (
         f"the DreamSim {DREAMSIM_TYPE} patch model is not complete in {folder} (missing: {missing}) and "
         "could not be downloaded: this machine may be offline. Fill the folder where there is a network: "
-        '`python -c "from dreamsim import dreamsim; dreamsim(pretrained=True, dreamsim_type='
-        "'dinov2_vitb14', use_patch_model=True, cache_dir='DIR', device='cpu')\"`, copy DIR here and "
-        "pass it: DreamSimEmbedder.from_pretrained('DIR') or FeedbackConfig(embedder_model='DIR')"
+        f"`{DREAMSIM_DOWNLOAD.format(folder='DIR')}`, copy DIR here and "
+        "pass it: DreamSimEmbedder.from_pretrained('DIR') or FeedbackConfig(embedder_model='DIR') "
+        "(scripts/train_specialist.py --embedder-model DIR)"
     )
 
 
@@ -87,7 +78,7 @@ class DreamSimEmbedder(PatchEmbedder):
         HF_HUB_OFFLINE set) that fails with an error that says how to fill the folder elsewhere.
         """
         folder = Path(cache_dir).expanduser()
-        if hub_offline() and missing_dreamsim_files(folder):
+        if work_offline_if_unreachable() and missing_dreamsim_files(folder):
             raise JudgeWeightsNotFoundError(
                 _missing_weights_help(folder) + " (downloads are off: HF_HUB_OFFLINE)"
             )

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from transformers import PretrainedConfig
 
+from ..offline import hub_offline, names_a_folder, work_offline_if_unreachable
+
 ModelT = TypeVar("ModelT")
 
 
 class JudgeWeightsNotFoundError(OSError):
     """A judge's weights could not be found: wrong id, incomplete folder, or an offline machine."""
-
-
-def hub_offline() -> bool:
-    """Whether downloads are switched off (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE set), as in the tests."""
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def offline_help(model_id: str, what: str, how_to_pass: str) -> str:
@@ -32,7 +28,7 @@ def offline_help(model_id: str, what: str, how_to_pass: str) -> str:
     )
     return (
         f"could not load the {what} from {model_id!r}: {where}. Download it where there is a network "
-        f"(`huggingface-cli download {model_id} --local-dir DIR`) and pass the folder: {how_to_pass}"
+        f"(`hf download {model_id} --local-dir DIR`) and pass the folder: {how_to_pass}"
     )
 
 
@@ -41,6 +37,8 @@ def load_pretrained(
 ) -> ModelT:
     """`model_class.from_pretrained(model_id)`; a missing download becomes an error that says what to do."""
     source = str(Path(model_id).expanduser()) if Path(model_id).expanduser().exists() else model_id
+    if not names_a_folder(model_id):
+        work_offline_if_unreachable()  # no minute of retries on a machine without a network
     try:
         return model_class.from_pretrained(source, **kwargs)
     except OSError as error:

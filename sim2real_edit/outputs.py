@@ -1,0 +1,85 @@
+"""Output folders and files: nothing that exists is replaced unless asked, and files get the usual permissions.
+
+A writer names what it writes into a folder (file names or glob patterns); `check_outputs` refuses a folder
+that already holds any of it unless `overwrite` is set, and `remove_outputs` clears exactly that before a
+fresh write, so that old and new outputs never mix. Files that the writer does not write are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+#: What `sim2real_edit.d3po.train` writes into a specialist folder.
+SPECIALIST_OUTPUTS = (
+    "checkpoints",
+    "specialist_config.json",
+    "specialist_weights.safetensors",
+    "exemplars",
+    "README.md",
+    "log.jsonl",
+    "training_curves.png",
+    "train_config.json",
+    "tensorboard",
+)
+#: What `sim2real_edit.frames.TrainingFrames.save` writes into a frames folder.
+FRAME_OUTPUTS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "masks")
+
+
+class OutputExistsError(FileExistsError):
+    """An output folder already holds outputs that a write would replace."""
+
+
+def existing_outputs(folder: str | Path, outputs: Sequence[str]) -> list[Path]:
+    """The entries of `folder` that match `outputs` (names or glob patterns), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted({path for pattern in outputs for path in folder.glob(pattern)})
+
+
+def check_outputs(folder: str | Path, outputs: Sequence[str], *, overwrite: bool, what: str, advice: str) -> None:
+    """Raises OutputExistsError if `folder` holds any of `outputs` and `overwrite` is off.
+
+    `what` names the folder's content ("a specialist"), `advice` says how else to proceed.
+    """
+    if overwrite:
+        return
+    found = existing_outputs(folder, outputs)
+    if found:
+        shown = ", ".join(path.name for path in found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise OutputExistsError(
+            f"{folder} already holds {what} ({shown}); nothing was changed. Pass --overwrite to replace it, "
+            f"{advice}"
+        )
+
+
+def remove_outputs(folder: str | Path, outputs: Sequence[str]) -> list[Path]:
+    """Deletes the entries of `folder` that match `outputs`; returns what was deleted."""
+    found = existing_outputs(folder, outputs)
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return found
+
+
+def make_readable(path: str | Path) -> None:
+    """Gives a written file the permissions the umask allows (e.g. 0644), as `open()` would: some writers
+    (safetensors) create files readable by their owner only."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is a process-wide set, racy with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,149 @@
+"""The scripts as a user meets them: one-line errors with the fix (exit 2), tracebacks only under --debug, and
+Ctrl-C / SIGTERM ending with one line that says what was saved and how to continue."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim2real_edit import cli
+from sim2real_edit.frames import TrainingFrames
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Runs a script as `python scripts/X.py ARGS` would, then tells whether torch was imported before it ended.
+RUN_SCRIPT = (
+    "import runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "finally:\n"
+    "    print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n"
+)
+
+
+def run_script(script: str, *args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SIM2REAL_EDIT_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", RUN_SCRIPT, str(REPO_ROOT / "scripts" / script), *args],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_frames(folder: Path) -> None:
+    TrainingFrames(np.zeros((2, 16, 16, 3), np.uint8), np.zeros((2, 16, 16), bool), np.zeros(2, bool),
+                   ["a", "b"]).save(folder)
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("train_specialist.py", ["--style", "plywood", "--preset", "tiny"], "Unknown style 'plywood'. Known styles: wood"),
+    ("train_specialist.py", ["--style", "wood", "--preset", "tiny", "--steps", "0"],
+     "argument --steps: must be a positive integer, got 0"),
+    ("train_specialist.py", ["--style", "wood", "--lr", "nan"], "argument --lr: must be a finite number, got nan"),
+    ("train_specialist.py", ["--style", "wood"], "pass --frames FOLDER"),
+    ("collect_frames.py", ["--out", "{frames}"], "already holds training frames"),
+    ("make_exemplars.py", ["--style", "wood", "--count", "-1"], "argument --count: must be a positive integer"),
+])
+def test_bad_input_is_one_line_with_the_fix_before_any_heavy_import(tmp_path, script, args, expected):
+    write_frames(tmp_path / "frames")
+    done = run_script(script, *[arg.format(frames=tmp_path / "frames") for arg in args], home=tmp_path / "home")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr[-2000:]
+    assert done.stdout.strip().endswith("torch not imported")
+
+
+def test_a_missing_frames_folder_and_the_tiny_preset_are_named(tmp_path):
+    done = run_script("train_specialist.py", "--style", "wood", home=tmp_path / "home")
+    assert "--preset tiny" in done.stderr and "collect_frames.py --out frames/" in done.stderr
+    # The f-string of the library's own message: the folder itself, not a literal {folder}.
+    with pytest.raises(FileNotFoundError) as error:
+        TrainingFrames.from_folder(tmp_path / "empty")
+    assert f"collect_frames.py --out {tmp_path / 'empty'}`" in str(error.value)
+
+
+def test_an_occupied_output_is_refused_in_a_second_and_debug_shows_the_traceback(tmp_path):
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "specialist_weights.safetensors").write_bytes(b"a trained specialist")
+    done = run_script("train_specialist.py", "--style", "wood", "--preset", "tiny", "--output", str(output),
+                      home=tmp_path / "home")
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {output} already holds a specialist")
+    assert "--overwrite" in done.stderr and "--resume" in done.stderr
+    assert done.stdout.strip().endswith("torch not imported")
+    assert (output / "specialist_weights.safetensors").read_bytes() == b"a trained specialist"
+
+    debug = run_script("train_specialist.py", "--style", "plywood", "--preset", "tiny", "--debug",
+                       home=tmp_path / "home")
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_ctrl_c_ends_with_one_line_saying_what_was_saved(capsys):
+    def interrupted_main(argv: list[str]) -> None:
+        cli.on_interrupt(lambda: "3 things are saved in RUN; run the same command again to continue")
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(30)  # never reached: the signal interrupts here
+
+    with pytest.raises(SystemExit) as ended:
+        cli.run_main(interrupted_main, [])
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == (
+        "interrupted (Ctrl-C): 3 things are saved in RUN; run the same command again to continue\n")
+
+
+@pytest.mark.slow
+def test_sigterm_stops_training_with_one_line_that_says_how_to_resume(tmp_path):
+    output = tmp_path / "run"
+    env = {**os.environ, "SIM2REAL_EDIT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO_ROOT),
+           "OMP_NUM_THREADS": "1"}
+    args = ["--style", "wood", "--preset", "tiny", "--output", str(output), "--steps", "500"]
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "train_specialist.py"), *args],
+                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        while not (output / "checkpoints" / "step-0000" / "state.json").exists():
+            assert process.poll() is None and time.monotonic() < deadline, "training did not checkpoint a step"
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143
+    assert "Traceback" not in stderr
+    last = stderr.replace("\r", "\n").strip().splitlines()[-1]
+    saved = max(int(path.parent.name.split("-")[1]) for path in output.glob("checkpoints/step-*/state.json"))
+    assert last.startswith(f"terminated (SIGTERM): optimizer steps 0-{saved} are saved in {output / 'checkpoints'}")
+    assert last.endswith(f"python scripts/train_specialist.py {' '.join(args)} --resume")
+
+
+def test_eval_without_checkpoints_points_at_the_tiny_preset_and_a_damaged_database_is_named(tmp_path, monkeypatch,
+                                                                                            capsys):
+    monkeypatch.setenv("SIM2REAL_EDIT_HOME", str(tmp_path / "home"))
+    script = load_script("eval_policies")
+    with pytest.raises(SystemExit) as ended:
+        cli.run_main(script.main, [])
+    error = capsys.readouterr().err
+    assert ended.value.code == 2 and len(error.strip().splitlines()) == 1
+    assert error.startswith("error: 4 RT-1 checkpoint folder(s) missing") and "--preset tiny" in error
+    assert "no trained specialist for wood, gold, leather, stone, steel, white_marble, black_marble" in error
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "episodes.sqlite").write_bytes(b"not a database" * 200)
+    with pytest.raises(SystemExit) as ended:
+        cli.run_main(script.main, ["--report", str(run_dir)])
+    error = capsys.readouterr().err
+    assert ended.value.code == 2 and len(error.strip().splitlines()) == 1
+    assert str(run_dir / "episodes.sqlite") in error and "is damaged" in error
