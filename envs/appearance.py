@@ -26,7 +26,8 @@ Design rationale (decided before training, not tuned):
   (quadratic in the distance from the image centre, 8% darker in the corners).
 - **The camera.** A slight optical blur (Gaussian, sigma 0.6 px at SIMPLER's 640 px width, scaled with the
   image width), then Gaussian sensor noise (sigma 3 of 255) drawn afresh for every frame from the episode's
-  reset seed and the step, so an episode is reproducible and frames are not.
+  reset seed and the step, so an episode is reproducible and frames are not. (After the first trial runs
+  the noise sampler was swapped for a faster one of the same distribution, see `_NORMAL_QUANTILES`.)
 
 The segmentation (and so the cabinet masks) is the simulator's: appearance changes pixels, never geometry.
 """
@@ -137,12 +138,22 @@ class RealCamera:
         height, width = rgb.shape[:2]
         light = np.multiply(rgb, self.gain(height, width), dtype=np.float32)
         light = _gaussian_blur(light, self.blur_sigma(width))
-        noise = np.random.default_rng(seed).standard_normal(light.shape, dtype=np.float32)
-        noise *= self.noise_sigma
-        light += noise
+        uniform = np.random.default_rng(seed).integers(0, _NORMAL_QUANTILES.size, light.shape, dtype=np.uint16)
+        light += np.take(_NORMAL_QUANTILES, uniform) * np.float32(self.noise_sigma)  # take: 3x faster than []
         np.rint(light, out=light)
         np.clip(light, 0, 255, out=light)
         return light.astype(np.uint8)
+
+
+def _normal_quantiles() -> np.ndarray:
+    from scipy.special import ndtri
+
+    return ndtri((np.arange(2**16) + 0.5) / 2**16).astype(np.float32)
+
+
+# Standard normal noise by inverse transform of 16-bit uniforms: the same distribution (to 1/65536 in
+# probability, so within +-4.3 sigma) at less than half the cost of numpy's sampler, per frame.
+_NORMAL_QUANTILES = _normal_quantiles()
 
 
 @functools.lru_cache(maxsize=8)
