@@ -51,7 +51,7 @@ class CNNPolicyConfig:
     """Architecture of the CNN policy; saved with its weights."""
 
     image_size: tuple[int, int] = (64, 80)  # (height, width) the camera frame is resized to
-    channels: tuple[int, ...] = (16, 32, 32)  # conv widths: 5x5 stride 2, then 3x3 stride 2, then 3x3
+    channels: tuple[int, ...] = (8, 16, 32)  # 3x3 convs, the first two of stride 2
     keypoints: int = 16
     task_embedding: int = 16
     hidden: int = 256
@@ -163,8 +163,7 @@ class CNNPolicyNetwork(nn.Module):
         widths = (5, *config.channels)
         layers: list[nn.Module] = []
         for index, (inputs, outputs) in enumerate(itertools.pairwise(widths)):
-            kernel, stride = ((5, 2), (3, 2))[index] if index < 2 else (3, 1)
-            layers += [nn.Conv2d(inputs, outputs, kernel, stride, kernel // 2), nn.ReLU()]
+            layers += [nn.Conv2d(inputs, outputs, 3, 2 if index < 2 else 1, 1), nn.ReLU()]
         self.encoder = nn.Sequential(*layers)
         self.keypoint_logits = nn.Conv2d(config.channels[-1], config.keypoints, 1)
         self.soft_argmax = SpatialSoftArgmax()
@@ -174,6 +173,8 @@ class CNNPolicyNetwork(nn.Module):
             nn.Linear(features, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.hidden), nn.ReLU()
         )
         self.head = nn.Linear(config.hidden, 5)
+        # Channels-last convolutions are about a quarter faster on a CPU; the weights save as usual.
+        self.to(memory_format=torch.channels_last)
 
     def forward(
         self, images: torch.Tensor, tasks: torch.Tensor, proprio: torch.Tensor
@@ -181,7 +182,7 @@ class CNNPolicyNetwork(nn.Module):
         """``images`` (N, 3, h, w) float in [0, 1] at the config's size, ``tasks`` (N,) long, ``proprio``
         (N, PROPRIO_DIM)."""
         x = torch.cat([images - 0.5, self.coordinates.expand(len(images), -1, -1, -1)], dim=1)
-        feature_map = self.encoder(x)
+        feature_map = self.encoder(x.contiguous(memory_format=torch.channels_last))
         keypoints = self.soft_argmax(self.keypoint_logits(feature_map))
         pooled = feature_map.mean(dim=(2, 3))
         hidden = self.trunk(torch.cat([keypoints, pooled, self.task_embedding(tasks), proprio], dim=1))
