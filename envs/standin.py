@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.appearance import CabinetMaterial, RealCamera, check_appearance, real_cabinet_material
 from envs.protocol import (
     CLOSE_START_QPOS,
     CONTROL_FREQ,
@@ -219,13 +220,27 @@ class _Canvas:
     rgb: np.ndarray  # (H, W, 3) uint8
     actor_ids: np.ndarray  # (H, W) int32
     mesh_ids: np.ndarray  # (H, W) int32
+    material: CabinetMaterial | None = None  # paints the cabinet's faces (real appearance); None: flat albedo
 
     def copy(self) -> _Canvas:
-        return _Canvas(self.rgb.copy(), self.actor_ids.copy(), self.mesh_ids.copy())
+        return _Canvas(self.rgb.copy(), self.actor_ids.copy(), self.mesh_ids.copy(), self.material)
+
+
+@dataclass(frozen=True)
+class _CabinetFace:
+    """A face of the cabinet's material: its outward normal and how far its link has slid out along +x
+    (object frame = world frame shifted back by that)."""
+
+    normal: np.ndarray
+    slide: float
+
+
+def _shading_factor(normal: np.ndarray) -> float:
+    return 0.62 + 0.38 * max(0.0, float(normal @ _LIGHT_DIRECTION))
 
 
 def _shade(albedo: np.ndarray, normal: np.ndarray) -> np.ndarray:
-    return np.clip(albedo * (0.62 + 0.38 * max(0.0, float(normal @ _LIGHT_DIRECTION))), 0, 255)
+    return np.clip(albedo * _shading_factor(normal), 0, 255)
 
 
 def _inside_convex(uv: np.ndarray, us: np.ndarray, vs: np.ndarray) -> np.ndarray:
@@ -248,8 +263,10 @@ def _fill_polygon(
     actor_id: int,
     mesh_id: int,
     clip_corners: np.ndarray | None = None,
+    cabinet_face: _CabinetFace | None = None,
 ) -> None:
-    """Paints a planar convex polygon given by world corners (n, 3); optionally only inside a second one."""
+    """Paints a planar convex polygon given by world corners (n, 3); optionally only inside a second one.
+    A ``cabinet_face`` (an axis-aligned face) is painted by the canvas's material where it has one."""
     uv, depth = camera.project(corners)
     if np.any(depth < _NEAR_PLANE):
         return
@@ -265,20 +282,44 @@ def _fill_polygon(
     if clip_corners is not None:
         inside &= _inside_convex(camera.project(clip_corners)[0], us, vs)
     window = (slice(v0, v1 + 1), slice(u0, u1 + 1))
+    if canvas.material is not None and cabinet_face is not None:
+        colour = _paint_cabinet_face(canvas.material, camera, corners, cabinet_face, us, vs, inside, actor_id)
     canvas.rgb[window][inside] = colour.astype(np.uint8)
     canvas.actor_ids[window][inside] = actor_id
     canvas.mesh_ids[window][inside] = mesh_id
 
 
+def _paint_cabinet_face(
+    material: CabinetMaterial,
+    camera: _Camera,
+    corners: np.ndarray,
+    face: _CabinetFace,
+    us: np.ndarray,
+    vs: np.ndarray,
+    inside: np.ndarray,
+    link_id: int,
+) -> np.ndarray:
+    """Material colours (n, 3) of the pixels ``inside`` the face: each pixel's ray meets the face's plane at
+    a point that the material reads in the link's object frame."""
+    rows, cols = np.nonzero(inside)
+    f, cx, cy = camera.intrinsic[0, 0], camera.intrinsic[0, 2], camera.intrinsic[1, 2]
+    camera_rays = np.stack([(us[cols] - cx) / f, (vs[rows] - cy) / f, np.ones(len(rows))], axis=1)
+    rays = camera_rays @ camera.rotation  # world directions of unit depth
+    axis = int(np.argmax(np.abs(face.normal)))
+    depth = (corners[0, axis] - camera.position[axis]) / rays[:, axis]
+    points = camera.position + depth[:, None] * rays - face.slide * PULL_DIRECTION
+    return material.paint(points, axis, _shading_factor(face.normal), link_id, pixel_metres=depth / f)
+
+
 _BOX_FACES: tuple[tuple[np.ndarray, tuple[int, ...]], ...] = tuple(
     (np.array(normal, dtype=np.float64), corners)
     for normal, corners in (
-        ((1, 0, 0), (1, 3, 7, 5)),
-        ((-1, 0, 0), (0, 4, 6, 2)),
+        ((1, 0, 0), (4, 5, 7, 6)),
+        ((-1, 0, 0), (0, 2, 3, 1)),
         ((0, 1, 0), (2, 6, 7, 3)),
         ((0, -1, 0), (0, 1, 5, 4)),
-        ((0, 0, 1), (4, 5, 7, 6)),
-        ((0, 0, -1), (0, 2, 3, 1)),
+        ((0, 0, 1), (1, 3, 7, 5)),
+        ((0, 0, -1), (0, 4, 6, 2)),
     )
 )
 
@@ -291,8 +332,10 @@ def _draw_box(
     albedo: np.ndarray,
     actor_id: int,
     mesh_id: int,
+    cabinet_slide: float | None = None,
 ) -> None:
-    """Paints the camera-facing faces of an axis-aligned box (they never overlap each other)."""
+    """Paints the camera-facing faces of an axis-aligned box (they never overlap each other). A box of the
+    cabinet's material gives ``cabinet_slide``, how far its link has slid out (see `_CabinetFace`)."""
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     corners = np.array(
         [[(low, high)[i >> 2][0], (low, high)[(i >> 1) & 1][1], (low, high)[i & 1][2]] for i in range(8)]
@@ -300,7 +343,16 @@ def _draw_box(
     for normal, face in _BOX_FACES:
         face_corners = corners[list(face)]
         if normal @ (camera.position - face_corners[0]) > 0:
-            _fill_polygon(canvas, camera, face_corners, _shade(albedo, normal), actor_id, mesh_id)
+            cabinet_face = None if cabinet_slide is None else _CabinetFace(normal, cabinet_slide)
+            _fill_polygon(
+                canvas,
+                camera,
+                face_corners,
+                _shade(albedo, normal),
+                actor_id,
+                mesh_id,
+                cabinet_face=cabinet_face,
+            )
 
 
 def _draw_capsule(
@@ -477,15 +529,19 @@ def _draw_drawer(
         for y_side, normal_y in ((ty[0], -1.0), (ty[1], 1.0)):
             if normal_y * (camera.position[1] - y_side) > 0:
                 side = _y_rectangle(y_side, (tray_back, panel_back), tz)
-                colour = _shade(_CABINET_ALBEDO, np.array([0.0, normal_y, 0.0]))
-                _fill_polygon(canvas, camera, side, colour, link_id, mesh_id)
+                normal = np.array([0.0, normal_y, 0.0])
+                colour = _shade(_CABINET_ALBEDO, normal)
+                _fill_polygon(
+                    canvas, camera, side, colour, link_id, mesh_id, cabinet_face=_CabinetFace(normal, qpos)
+                )
     visible_back = max(panel_back, c.cabinet_front_x)
     if front - visible_back > 1e-6:
         low, high = [visible_back, y_low, z_low], [front, y_high, z_high]
-        _draw_box(canvas, camera, low, high, _CABINET_ALBEDO, link_id, mesh_id)
+        _draw_box(canvas, camera, low, high, _CABINET_ALBEDO, link_id, mesh_id, cabinet_slide=qpos)
     else:
         face = _x_rectangle(front, (y_low, y_high), (z_low, z_high))
-        _fill_polygon(canvas, camera, face, _shade(_CABINET_ALBEDO, _OUT), link_id, mesh_id)
+        colour = _shade(_CABINET_ALBEDO, _OUT)
+        _fill_polygon(canvas, camera, face, colour, link_id, mesh_id, cabinet_face=_CabinetFace(_OUT, qpos))
     handle = _handle_position(c, index, qpos)
     half, bar, tip = c.handle_half_width, 0.006, front + c.handle_protrusion
     handle_mesh = _HANDLE_MESH_IDS[DRAWERS[index]]
@@ -497,14 +553,19 @@ def _draw_drawer(
 
 
 @functools.lru_cache(maxsize=16)
-def _closed_cabinet_canvas(pose: str, config: DrawerStandInConfig) -> _Canvas:
+def _closed_cabinet_canvas(
+    pose: str, config: DrawerStandInConfig, material: CabinetMaterial | None
+) -> _Canvas:
     """Background plus the cabinet with every drawer closed; shared between envs, never drawn on."""
     canvas, camera = _background_canvas(pose, config).copy(), _Camera.mounted(pose, config)
+    canvas.material = material
     body_id = CABINET_LINK_IDS["body"]
     y_half = config.cabinet_width / 2
     low = [config.cabinet_front_x - config.cabinet_depth, config.cabinet_center_y - y_half, 0.0]
     high = [config.cabinet_front_x, config.cabinet_center_y + y_half, config.cabinet_height]
-    _draw_box(canvas, camera, low, high, _CABINET_ALBEDO, body_id, body_id + _MESH_ID_OFFSET)
+    _draw_box(
+        canvas, camera, low, high, _CABINET_ALBEDO, body_id, body_id + _MESH_ID_OFFSET, cabinet_slide=0.0
+    )
     for index in range(len(DRAWERS)):
         _draw_cavity(canvas, camera, config, index)
         _draw_drawer(canvas, camera, config, index, 0.0)
@@ -513,10 +574,12 @@ def _closed_cabinet_canvas(pose: str, config: DrawerStandInConfig) -> _Canvas:
 
 class _DrawerScene:
     """Renders the stand-in scene from one robot start pose: the cabinet (cached per drawer opening) over a
-    static background, and the robot arm on top."""
+    static background, and the robot arm on top. ``material`` paints the cabinet (the real appearance)."""
 
-    def __init__(self, pose: str, config: DrawerStandInConfig) -> None:
-        self.pose, self.config = pose, config
+    def __init__(
+        self, pose: str, config: DrawerStandInConfig, material: CabinetMaterial | None = None
+    ) -> None:
+        self.pose, self.config, self.material = pose, config, material
         self.camera = _Camera.mounted(pose, config)
         self._cabinet_cache: OrderedDict[tuple[float, ...], _Canvas] = OrderedDict()
 
@@ -526,7 +589,7 @@ class _DrawerScene:
         if key in self._cabinet_cache:
             self._cabinet_cache.move_to_end(key)
             return self._cabinet_cache[key]
-        closed = _closed_cabinet_canvas(self.pose, self.config)
+        closed = _closed_cabinet_canvas(self.pose, self.config, self.material)
         canvas = closed.copy() if any(key) else closed
         # A pulled-out drawer can only hide drawers below it and never reaches into the image rows of the
         # drawers above, so redrawing the open ones bottom first over the closed cabinet is exact.
@@ -633,6 +696,9 @@ class DrawerStandIn(gym.Env):
             (only ``agent`` and ``extra``, nothing rendered: fast runs of the scripted policies).
         render_mode: ``None`` or ``"rgb_array"``.
         config: geometry, camera and contact rules.
+        appearance: ``"sim"`` (the simulator's flat-shaded look) or ``"real"``: the miniature real world of
+            the CPU experiment, the same scene with a marble cabinet, warm light, vignette, blur and sensor
+            noise (`envs.appearance`); the sensor noise is fixed by the reset seed and the step.
 
     Actions: xyz delta in metres in the robot base frame (forward, left, up; the step moves at most
     ``config.max_translation_per_step``), an axis-angle delta that is ignored, and a gripper command added to
@@ -653,6 +719,7 @@ class DrawerStandIn(gym.Env):
         obs_mode: str = "rgbd",
         render_mode: str | None = None,
         config: DrawerStandInConfig | None = None,
+        appearance: str = "sim",
     ) -> None:
         if camera != CAMERA_NAME:
             raise ValueError(
@@ -674,7 +741,11 @@ class DrawerStandIn(gym.Env):
         self.target_index = DRAWERS.index(self.task.drawer)
         self.cabinet_segmentation_ids: tuple[int, ...] = tuple(CABINET_LINK_IDS.values())
         self.robot_segmentation_ids: tuple[int, ...] = tuple(ROBOT_LINK_IDS.values())
-        self._scene = _DrawerScene(self.pose, self.config)
+        self.appearance = check_appearance(appearance)
+        real = self.appearance == "real"
+        material = real_cabinet_material(self.cabinet_segmentation_ids) if real else None
+        self._real_camera = RealCamera() if real else None
+        self._scene = _DrawerScene(self.pose, self.config, material)
 
         c = self.config
         rotation_limit = np.full(3, np.pi / 2, dtype=np.float32)
@@ -717,6 +788,7 @@ class DrawerStandIn(gym.Env):
         self._arm: _ArmPose | None = None
         self._previous_joints = np.zeros(11)
         self._canvas: _Canvas | None = None
+        self._noise_seed = 0
         self._has_reset = False
 
     # -- public helpers ---------------------------------------------------------------------------
@@ -734,7 +806,8 @@ class DrawerStandIn(gym.Env):
         return np.isin(self._current_canvas().actor_ids, self.cabinet_segmentation_ids)
 
     def render_without_robot(self) -> np.ndarray:
-        """The current frame with the robot left out (a debugging view; SIMPLER has no such call)."""
+        """The current frame with the robot left out (a debugging view; SIMPLER has no such call). In the real
+        appearance: the cabinet's material, without the real lighting and camera."""
         self._require_reset("render_without_robot")
         return self._scene.render_cabinet(self._drawer_qpos).rgb.copy()
 
@@ -762,6 +835,7 @@ class DrawerStandIn(gym.Env):
                 self._drawer_qpos[self.target_index] = CLOSE_START_QPOS
         jitter = self.np_random.uniform(-c.tcp_start_jitter, c.tcp_start_jitter, size=3)
         self._tcp = _base_position(self.pose) + _base_to_world(self.pose, np.array(c.tcp_start) + jitter)
+        self._noise_seed = int(self.np_random.integers(0, 2**63))  # drawn last: the start state is unchanged
         self._gripper = 0.0
         self._held_drawer = None
         self._elapsed_steps = 0
@@ -867,6 +941,10 @@ class DrawerStandIn(gym.Env):
         self._require_reset("render")
         if self._canvas is None:
             self._canvas = self._scene.render(self._drawer_qpos, self._arm)
+            if self._real_camera is not None:
+                self._canvas.rgb = self._real_camera.expose(
+                    self._canvas.rgb, (self._noise_seed, self._elapsed_steps)
+                )
         return self._canvas
 
     def _observation(self) -> dict[str, Any]:

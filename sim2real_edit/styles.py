@@ -134,10 +134,14 @@ class Style:
         folder = Path(out_dir) if out_dir is not None else self.exemplar_dir
         folder.mkdir(parents=True, exist_ok=True)
         paths = []
-        for index in tqdm(range(count), desc=f"{self.name} exemplars", disable=not progress):
-            image = generate_texture(
-                self.texture, (size, size), self._exemplar_seed(seed, index), **self.texture_params
+        for index, texture_seed in enumerate(
+            tqdm(
+                self.procedural_exemplar_seeds(count, seed),
+                desc=f"{self.name} exemplars",
+                disable=not progress,
             )
+        ):
+            image = self.procedural_texture((size, size), texture_seed)
             path = folder / f"{PROCEDURAL_PREFIX}{index:02d}.png"
             # Written under another name and renamed: a reader (another training process) never sees half
             # a file, and processes writing the same default set at once just replace identical files.
@@ -160,10 +164,16 @@ class Style:
             )
         return self.specialist_dir
 
-    def _exemplar_seed(self, seed: int, index: int) -> int:
+    def procedural_texture(self, size: tuple[int, int], seed: int) -> np.ndarray:
+        """A procedural image of this style's material (uint8 HWC RGB, ``size`` = (height, width)): the
+        texture preset with this style's recipe, from ``seed``."""
+        return generate_texture(self.texture, size, seed, **self.texture_params)
+
+    def procedural_exemplar_seeds(self, count: int = DEFAULT_EXEMPLAR_COUNT, seed: int = 0) -> list[int]:
+        """The texture seeds of the procedural exemplar set `write_default_exemplars` writes."""
         # Mixing in the style name keeps styles that share a generator (the two marbles) from sharing
         # vein layouts.
-        return zlib.crc32(f"{self.name}:{seed}:{index}".encode())
+        return [zlib.crc32(f"{self.name}:{seed}:{index}".encode()) for index in range(count)]
 
 
 @dataclass(frozen=True)

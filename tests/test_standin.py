@@ -265,3 +265,17 @@ def test_cached_cabinet_equals_a_full_redraw(pose: str):
         np.testing.assert_array_equal(cached.rgb, full.rgb)
         np.testing.assert_array_equal(cached.actor_ids, full.actor_ids)
         np.testing.assert_array_equal(cached.mesh_ids, full.mesh_ids)
+
+
+def test_box_faces_carry_their_own_outward_normals():
+    """Shading and back-face culling read each box face's normal; it must be the normal of its corners."""
+    low, high = np.array([0.0, 0.0, 0.0]), np.array([1.0, 2.0, 3.0])
+    corners = np.array(
+        [[(low, high)[i >> 2][0], (low, high)[(i >> 1) & 1][1], (low, high)[i & 1][2]] for i in range(8)]
+    )
+    for normal, face in standin._BOX_FACES:
+        points = corners[list(face)]
+        axis = int(np.argmax(np.abs(normal)))
+        assert np.ptp(points[:, axis]) == 0  # the face is the plane across the normal's axis...
+        side = high if normal[axis] > 0 else low
+        assert points[0, axis] == side[axis]  # ...on the side it points to

@@ -40,6 +40,8 @@ DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED)
 
 RT1 = "rt1"
 SCRIPTED = "scripted"
+CNN = "cnn"  # policies.cnn: a CNN policy trained by behaviour cloning (the CPU experiment's policies)
+POLICY_KINDS = (RT1, SCRIPTED, CNN)
 
 _SIMPLER_IMAGE_WIDTH = 640
 _SIMPLER_FOCAL_LENGTH = 425.0
@@ -49,22 +51,22 @@ _SIMPLER_FOCAL_LENGTH = 425.0
 class PolicySpec:
     """A policy to evaluate.
 
-    ``name`` keys its episodes in the database (an RT-1 checkpoint's folder name, or a scripted policy's
-    name); ``real_world_name`` is its row of the real-world table (``configs/real_world.yaml``), None where
-    it has none. Scripted policies are stand-ins: their ``real_world_name`` is the policy they stand in for.
+    ``name`` keys its episodes in the database (a checkpoint's folder name, or a scripted policy's name);
+    ``real_world_name`` is its row of the real-world table (`EvalConfig.real_world_table`), None where it has
+    none. Scripted policies are stand-ins: their ``real_world_name`` is the policy they stand in for.
     """
 
     name: str
-    kind: str  # RT1 or SCRIPTED
+    kind: str  # RT1, SCRIPTED or CNN
     real_world_name: str | None = None
-    checkpoint: str | None = None  # RT1: the checkpoint folder
+    checkpoint: str | None = None  # RT1, CNN: the checkpoint folder
     skill: float | None = None  # SCRIPTED: skill in [0, 1] (policies.scripted)
 
     def __post_init__(self) -> None:
-        if self.kind not in (RT1, SCRIPTED):
-            raise ValueError(f"unknown policy kind {self.kind!r}; choose {RT1!r} or {SCRIPTED!r}")
-        if self.kind == RT1 and self.checkpoint is None:
-            raise ValueError(f"the RT-1 policy {self.name!r} needs its checkpoint folder")
+        if self.kind not in POLICY_KINDS:
+            raise ValueError(f"unknown policy kind {self.kind!r}; choose one of {POLICY_KINDS}")
+        if self.kind in (RT1, CNN) and self.checkpoint is None:
+            raise ValueError(f"the {self.kind} policy {self.name!r} needs its checkpoint folder")
         if self.kind == SCRIPTED and self.skill is None:
             raise ValueError(f"the scripted policy {self.name!r} needs a skill in [0, 1]")
 
@@ -98,6 +100,7 @@ class EvalConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # JSON values for the simulator (e.g. shader_dir)
     sentence_encoder: str | None = None  # RT-1: TF-Hub URL or folder; None: policies.sentence_encoder's
     action_scale: float = 1.0  # RT-1
+    real_world_table: str | None = None  # real-world success YAML; None: configs/real_world.yaml
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -142,7 +145,11 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples as lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        values = json.loads(json.dumps(asdict(self)))
+        if values["real_world_table"] is None:
+            # Left out when unset, so that configs written before the field existed keep their hash.
+            del values["real_world_table"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EvalConfig:
@@ -266,6 +273,17 @@ def graded_stand_ins(names: list[str] | None = None) -> tuple[PolicySpec, ...]:
         PolicySpec(name, SCRIPTED, real_world_name=stands_in_for.get(name), skill=GRADED_SKILLS[name])
         for name in chosen
     )
+
+
+def cnn_policies(checkpoints: list[str | Path], real_world_table: str | Path | None = None) -> tuple[PolicySpec, ...]:
+    """CNN policy checkpoint folders (`policies.cnn`) as policies, named by folder and matched to the rows of
+    ``real_world_table`` (by its ``checkpoint`` entries) where one is given."""
+    real_names = checkpoint_policy_names(real_world_table) if real_world_table is not None else {}
+    specs = []
+    for checkpoint in checkpoints:
+        folder = Path(checkpoint).expanduser().resolve()
+        specs.append(PolicySpec(folder.name, CNN, real_world_name=real_names.get(folder.name), checkpoint=str(folder)))
+    return tuple(specs)
 
 
 def rt1_policies(checkpoints: list[str | Path]) -> tuple[PolicySpec, ...]:

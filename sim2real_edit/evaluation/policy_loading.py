@@ -1,4 +1,5 @@
-"""Builds the `policies.base.Policy` of a `PolicySpec`: an RT-1 checkpoint, or a scripted stand-in.
+"""Builds the `policies.base.Policy` of a `PolicySpec`: an RT-1 checkpoint, a CNN checkpoint, or a scripted
+stand-in.
 
 A policy may also implement ``seed_episodes(seeds)``: the runner calls it before every ``reset`` with one
 seed per env, derived from each episode's key, so that a random policy's episode does not depend on which
@@ -13,7 +14,7 @@ import numpy as np
 
 from policies.base import Policy, PolicyStep
 
-from .config import RT1, EvalConfig, PolicySpec
+from .config import CNN, RT1, EvalConfig, PolicySpec
 
 
 class EpisodeSeededScriptedPolicy:
@@ -64,6 +65,10 @@ def _row(tree: Any, index: int) -> Any:
 
 def load_policy(spec: PolicySpec, config: EvalConfig) -> Policy:
     """The policy of ``spec``; RT-1 checkpoints load with the config's sentence encoder and action scale."""
+    if spec.kind == CNN:
+        from policies.cnn import CNNPolicy
+
+        return CNNPolicy.from_pretrained(spec.checkpoint, name=spec.name)
     if spec.kind == RT1:
         from policies.rt1 import RT1Policy
         from policies.sentence_encoder import SentenceEncoder

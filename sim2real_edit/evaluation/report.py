@@ -3,7 +3,7 @@
 For every visual domain - the unedited simulator, each edited variant per style, and each edited variant
 with all styles pooled - it gives each policy's open, close and average success rate with bootstrap
 confidence intervals, and MMRV and Pearson r of those rates against the real-world table
-(`configs/real_world.yaml`) with bootstrap intervals, and a sim-vs-real scatter plot. Where both edited
+(the config's `real_world_table`, by default `configs/real_world.yaml`) with bootstrap intervals, and a sim-vs-real scatter plot. Where both edited
 variants ran, it sets them side by side: does keeping the frame outside the cabinet exactly as rendered
 predict better? Rates pool the run's robot URDF versions (SIMPLER averages its four); with more than one,
 each version's rates are given too.
@@ -257,7 +257,7 @@ class Report:
                 )
         lines += ["", "## Success rates", "",
                   (f"Rates with {1 - self.alpha:.0%} cluster-bootstrap intervals, episode and trial counts; "
-                   "real-world rates from `configs/real_world.yaml`."), ""]
+                   f"real-world rates from `{_table_label(self.config)}`."), ""]
         for domain in self.domains:
             lines += [
                 f"### {domain.name}",
@@ -290,7 +290,7 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
     store = ResultStore.open(run_dir)
     episodes = store.episodes()
     config = store.config
-    table = real_world_success()
+    table = real_world_success(config.real_world_table)
     report = Report(config, len(episodes), table, other_config_rows=store.other_config_rows(), n_boot=n_boot,
                     alpha=alpha)
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
@@ -458,6 +458,10 @@ def _agreement(
 
 def _real_rates(real: RealWorldSuccess | None) -> dict[str, float] | None:
     return {column: getattr(real, column) for column in COLUMNS} if real else None
+
+
+def _table_label(config: EvalConfig) -> str:
+    return config.real_world_table or "configs/real_world.yaml"
 
 
 def _policy_label(name: str, real_world_name: str | None, stand_in: bool) -> str:
