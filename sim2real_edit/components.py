@@ -13,11 +13,28 @@ from .offline import names_a_folder, work_offline_if_unreachable
 
 DEFAULT_BASE = "timbrooks/instruct-pix2pix"
 TINY_BASE = "tiny"
+#: The tiny preset's base trained on the CPU (`sim2real_edit.tiny_base`), kept in `<data root>/tiny/base`.
+TINY_TRAINED_BASE = "tiny-trained"
 
 
 def is_tiny_base(base: str) -> bool:
-    """Whether `base` names the tiny random-weight base of tests and the tiny preset (`tiny`, `tiny:<seed>`)."""
-    return base == TINY_BASE or base.startswith(TINY_BASE + ":")
+    """Whether `base` names one of the tiny preset's bases: the trained one (`tiny-trained`) or the random
+    one of unit tests (`tiny`, `tiny:<seed>`)."""
+    return base in (TINY_BASE, TINY_TRAINED_BASE) or base.startswith(TINY_BASE + ":")
+
+
+#: Where the tiny preset's trained base lives when set; default `<data root>/tiny/base`.
+TINY_BASE_ENV_VAR = "SIM2REAL_EDIT_TINY_BASE"
+
+
+def tiny_trained_base_folder() -> Path:
+    """The folder of the tiny preset's trained base: `$SIM2REAL_EDIT_TINY_BASE`, else `<data root>/tiny/base`."""
+    import os
+
+    from .styles import tiny_home
+
+    configured = os.environ.get(TINY_BASE_ENV_VAR)
+    return Path(configured).expanduser() if configured else tiny_home() / "base"
 
 
 class WeightsNotFoundError(OSError):
@@ -57,6 +74,16 @@ def load_base_components(
     base: str = DEFAULT_BASE, revision: str | None = None, dtype: torch.dtype = torch.float32
 ) -> BaseComponents:
     """Loads an InstructPix2Pix diffusers folder or hub id: unet, vae, text_encoder, tokenizer, scheduler."""
+    if base == TINY_TRAINED_BASE:
+        folder = tiny_trained_base_folder()
+        if not (folder / "unet").is_dir():
+            raise WeightsNotFoundError(
+                f"the tiny preset's trained base is not in {folder} yet; build it once (a few minutes on a CPU) "
+                "with `python scripts/build_miniature.py`, or run any `--preset tiny` command, which builds it first"
+            )
+        components = load_base_components(str(folder), dtype=dtype)
+        components.base = TINY_TRAINED_BASE
+        return components
     if is_tiny_base(base):
         seed = int(base.split(":", 1)[1]) if ":" in base else 0
         return tiny_base_components(seed)

@@ -87,6 +87,9 @@ class SpecialistConfig:
     num_steps: int = 20
     lora_rank: int = 8
     lora_alpha: int = 8
+    # UNet modules that get LoRA adapters (module-name suffixes): SD's attention projections by default. A base
+    # whose attention sits only at its coarsest level (the CPU-sized tiny base) also adapts its resnet convs.
+    lora_targets: tuple[str, ...] = LORA_TARGETS
     style_attention: dict | None = None  # StyleAttentionConfig fields; None: 320 wide, 8 heads
     format_version: int = FORMAT_VERSION
 
@@ -105,6 +108,9 @@ class SpecialistConfig:
         checks.require("num_steps", is_int(self.num_steps, minimum=1), "an integer >= 1")
         checks.require("lora_rank", is_int(self.lora_rank, minimum=1), "an integer >= 1")
         checks.require("lora_alpha", is_number(self.lora_alpha) and self.lora_alpha > 0, "a number > 0")
+        checks.require("lora_targets", isinstance(self.lora_targets, (list, tuple)) and len(self.lora_targets) > 0
+                       and all(isinstance(name, str) and name for name in self.lora_targets),
+                       "a non-empty list of module names, e.g. ['to_q', 'to_k', 'to_v', 'to_out.0']")
         attention_fields = set(StyleAttentionConfig.__dataclass_fields__)
         checks.require("style_attention", self.style_attention is None or (
             isinstance(self.style_attention, dict) and set(self.style_attention) <= attention_fields
@@ -113,6 +119,7 @@ class SpecialistConfig:
         checks.require("format_version", is_int(self.format_version, minimum=1), "an integer >= 1")
         checks.raise_if_invalid()
         self.guidance = tuple(float(value) for value in self.guidance)
+        self.lora_targets = tuple(self.lora_targets)
 
     @classmethod
     def from_dict(cls, data: dict) -> SpecialistConfig:
@@ -214,14 +221,17 @@ class EditSpecialist:
 
     def __init__(self, components: BaseComponents, config: SpecialistConfig | None = None):
         self.config = config or SpecialistConfig(base=components.base, base_revision=components.revision)
-        self.unet = widen_conv_in(components.unet)
+        self.unet = widen_conv_in(components.unet, components.vae.config.latent_channels)
         self.vae = components.vae
         self.text_encoder = components.text_encoder
         self.tokenizer = components.tokenizer
         self.scheduler_config = components.scheduler_config
         if self.config.style_attention is None:
+            text_dim = self.unet.config.cross_attention_dim
+            # SD's 320 wide; a toy base's text embedding is narrower, and so is its style attention
             self.config.style_attention = StyleAttentionConfig(
-                latent_channels=self.vae.config.latent_channels, text_dim=self.unet.config.cross_attention_dim
+                latent_channels=self.vae.config.latent_channels, text_dim=text_dim, inner_dim=min(320, text_dim),
+                num_heads=8 if text_dim >= 320 else 4,
             ).to_dict()
         attention_config = StyleAttentionConfig(**self.config.style_attention)
         self.style_attention = StyleAttention(attention_config).to(self.unet.device)
@@ -229,7 +239,7 @@ class EditSpecialist:
             LoraConfig(
                 r=self.config.lora_rank,
                 lora_alpha=self.config.lora_alpha,
-                target_modules=list(LORA_TARGETS),
+                target_modules=list(self.config.lora_targets),
                 init_lora_weights=True,
             )
         )

@@ -6,8 +6,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-INSTRUCT_PIX2PIX_IN_CHANNELS = 8
-STYLE_CHANNELS = 4
+SD_LATENT_CHANNELS = 4
 
 
 class Float32ConvIn(nn.Module):
@@ -28,20 +27,21 @@ class Float32ConvIn(nn.Module):
         return self.conv(sample.to(self.conv.weight.dtype)).to(sample.dtype)
 
 
-def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int = STYLE_CHANNELS) -> UNet2DConditionModel:
-    """Adds `extra_channels` zero-initialised input channels to `unet.conv_in`, in place.
+def widen_conv_in(unet: UNet2DConditionModel, latent_channels: int = SD_LATENT_CHANNELS) -> UNet2DConditionModel:
+    """Adds `latent_channels` zero-initialised input channels (the style channels) to `unet.conv_in`, in place.
 
-    With zero weights on the new channels the widened UNet computes exactly what it did before,
-    whatever the new channels hold.
+    An InstructPix2Pix UNet takes [noisy latent, input-image latent]: 2 x latent_channels (8 for SD's VAE). With
+    zero weights on the new channels the widened UNet computes exactly what it did before, whatever they hold.
     """
     old = unet.conv_in.conv if isinstance(unet.conv_in, Float32ConvIn) else unet.conv_in
-    if old.in_channels != INSTRUCT_PIX2PIX_IN_CHANNELS:
+    if old.in_channels != 2 * latent_channels:
         raise ValueError(
-            f"expected an InstructPix2Pix UNet with {INSTRUCT_PIX2PIX_IN_CHANNELS} input channels, got "
-            f"{old.in_channels}; pass the InstructPix2Pix base (e.g. 'timbrooks/instruct-pix2pix')"
+            f"expected an InstructPix2Pix UNet with {2 * latent_channels} input channels (noisy and input-image "
+            f"latents of {latent_channels} channels each), got {old.in_channels}; pass the InstructPix2Pix base "
+            "(e.g. 'timbrooks/instruct-pix2pix') with its own VAE"
         )
     new = nn.Conv2d(
-        old.in_channels + extra_channels,
+        old.in_channels + latent_channels,
         old.out_channels,
         kernel_size=old.kernel_size,
         stride=old.stride,
@@ -56,5 +56,5 @@ def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int = STYLE_CHANNE
     unet.conv_in = Float32ConvIn(new)
     # Marked as float32 so that diffusers' `unet.dtype` reports the dtype the rest of the UNet computes in.
     unet._keep_in_fp32_modules = ["conv_in"]
-    unet.register_to_config(in_channels=old.in_channels + extra_channels)
+    unet.register_to_config(in_channels=old.in_channels + latent_channels)
     return unet
