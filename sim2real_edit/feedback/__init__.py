@@ -1,6 +1,6 @@
 """AI feedback for the RL loop: depth, Grounded-SAM2 masks, patch embeddings, and the preference scores."""
 
-from .analytic import GradientDepth, MeanColourEmbedder
+from .analytic import ColourStatisticsEmbedder, GradientDepth, MeanColourEmbedder
 from .depth import DEPTH_LARGE, DEPTH_SMALL, DepthEstimator
 from .dreamsim_embedder import DREAMSIM_CACHE, DreamSimEmbedder
 from .embeddings import CLIP_B16, DINOV2_BASE, ClipEmbedder, Dinov2Embedder, PatchEmbedder
@@ -29,6 +29,7 @@ __all__ = [
     "GROUNDING_DINO_TINY",
     "SAM2_LARGE",
     "ClipEmbedder",
+    "ColourStatisticsEmbedder",
     "DepthEstimator",
     "DepthModel",
     "Dinov2Embedder",

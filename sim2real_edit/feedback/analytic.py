@@ -2,7 +2,8 @@
 
 `GradientDepth` stands in for depth with the image's edge strength (structure is kept when edges stay where
 they were); `MeanColourEmbedder` stands in for DreamSim with the masked mean colour (style is matched when
-the edited region takes the style image's colour).
+the edited region takes the style image's colour); `ColourStatisticsEmbedder` with its mean colour and local
+contrast (a material's colour and how much its texture varies: white marble is bright, grey and veined).
 """
 
 from __future__ import annotations
@@ -46,3 +47,33 @@ class MeanColourEmbedder(PatchEmbedder):
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(pixels * 2 - 1, self.grid)
+
+
+class ColourStatisticsEmbedder(PatchEmbedder):
+    """Mean colour and local contrast (standard deviation over a small window) per patch, plus a constant.
+
+    The constant makes cosine distance a colour distance: with it, (x, c) and (y, c) have 1 - cos close to
+    |x - y|^2 / 2c^2, so brightness counts as much as hue (without it, cosine distance of centred mean colours
+    sees only a colour's direction, and a brighter orange scores as well as a white).
+    """
+
+    def __init__(self, grid: int = 16, window: int = 5, contrast_scale: float = 4.0, constant: float = 1.0,
+                 device: torch.device | str = "cpu"):
+        self.grid = grid
+        self.window = window
+        self.contrast_scale = contrast_scale
+        self.constant = constant
+        self._device = torch.device(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        pad = self.window // 2
+        mean = F.avg_pool2d(pixels, self.window, stride=1, padding=pad, count_include_pad=False)
+        square = F.avg_pool2d(pixels.square(), self.window, stride=1, padding=pad, count_include_pad=False)
+        contrast = (square - mean.square()).clamp_min(0).sqrt()
+        constant = torch.full_like(pixels[:, :1], self.constant)
+        features = torch.cat([mean * 2 - 1, contrast * self.contrast_scale, constant], dim=1)
+        return F.adaptive_avg_pool2d(features, self.grid)

@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from .analytic import GradientDepth, MeanColourEmbedder
+from .analytic import ColourStatisticsEmbedder, GradientDepth, MeanColourEmbedder
 from .architectures import Size
 from .depth import DEPTH_LARGE, DEPTH_SMALL, DepthEstimator
 from .dreamsim_embedder import DREAMSIM_CACHE, DreamSimEmbedder
@@ -28,6 +28,8 @@ from .segmentation import GROUNDING_DINO_TINY, SAM2_LARGE, GroundedSAM2
 
 EmbedderName = Literal["dreamsim", "dinov2", "clip"]
 StyleMaskMode = Literal["object", "full"]
+JudgeKind = Literal["models", "analytic"]
+AnalyticEmbedderName = Literal["mean_colour", "colour_statistics"]
 _EMBEDDERS = {"dreamsim": DreamSimEmbedder, "dinov2": Dinov2Embedder, "clip": ClipEmbedder}
 _DEFAULT_EMBEDDER_MODELS = {"dreamsim": DREAMSIM_CACHE, "dinov2": DINOV2_BASE, "clip": CLIP_B16}
 
@@ -36,6 +38,14 @@ _DEFAULT_EMBEDDER_MODELS = {"dreamsim": DREAMSIM_CACHE, "dinov2": DINOV2_BASE, "
 class FeedbackConfig:
     """Which judges to load and how to combine their scores (defaults: the paper's)."""
 
+    # "models": the networks below (the paper's). "analytic": model-free judges that run anywhere in
+    # milliseconds (image-gradient structure, masked mean colour; see `analytic`), for the CPU miniature;
+    # they need exact input masks and a full-frame style mask.
+    judges: JudgeKind = "models"
+    analytic_grid: int = 16  # "analytic": the colour embedder's patch grid (finer follows the mask closer)
+    # "analytic": "mean_colour" (cosine of centred mean colours: hue direction) or "colour_statistics" (mean
+    # colour and local contrast as a colour distance; see `ColourStatisticsEmbedder`).
+    analytic_embedder: AnalyticEmbedderName = "mean_colour"
     depth_model: str = DEPTH_LARGE
     detector_model: str = GROUNDING_DINO_TINY
     segmenter_model: str = SAM2_LARGE
@@ -72,6 +82,16 @@ class FeedbackConfig:
                 )
         if self.max_batch < 1:
             raise ValueError(f"FeedbackConfig.max_batch must be at least 1, got {self.max_batch}")
+        if self.judges not in ("models", "analytic"):
+            raise ValueError(f"FeedbackConfig.judges must be 'models' or 'analytic', got {self.judges!r}")
+        if self.judges == "analytic" and (self.use_segmenter or self.style_mask != "full"):
+            raise ValueError("analytic judges find no masks: set use_segmenter=False and style_mask='full', and "
+                             "pass the inputs' exact masks")
+        if self.analytic_embedder not in ("mean_colour", "colour_statistics"):
+            raise ValueError("FeedbackConfig.analytic_embedder must be 'mean_colour' or 'colour_statistics', got "
+                             f"{self.analytic_embedder!r}")
+        if not isinstance(self.analytic_grid, int) or self.analytic_grid < 1:
+            raise ValueError(f"FeedbackConfig.analytic_grid must be an integer >= 1, got {self.analytic_grid!r}")
 
     @property
     def embedder_source(self) -> str:
@@ -146,6 +166,8 @@ class Feedback:
         """Loads every judge named by `config` (hub ids or local folders); CUDA and float16 when available."""
         config = config or FeedbackConfig()
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if config.judges == "analytic":
+            return cls.analytic(config, device)
         dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
         depth = DepthEstimator.from_pretrained(config.depth_model, device, dtype, max_batch=config.max_batch)
         segmenter = None
@@ -202,7 +224,9 @@ class Feedback:
     @classmethod
     def analytic(cls, config: FeedbackConfig | None = None, device: torch.device | str = "cpu") -> Feedback:
         """Model-free judges (image gradients for depth, mean colour for embedding); pass masks to `score`."""
-        return cls(GradientDepth(device), MeanColourEmbedder(device=device), None, config, device)
+        config = config or FeedbackConfig(use_segmenter=False, style_mask="full")
+        kind = ColourStatisticsEmbedder if config.analytic_embedder == "colour_statistics" else MeanColourEmbedder
+        return cls(GradientDepth(device), kind(grid=config.analytic_grid, device=device), None, config, device)
 
     @torch.inference_mode()
     def score(
