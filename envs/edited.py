@@ -168,14 +168,20 @@ def load_editor(
     device: str | None = None,
     dtype: str | None = None,
     settings: EditSettings | None = None,
+    cpu_threads: int | None = None,
 ) -> FrameEditor:
-    """The specialist of `style` (from the style registry, or the `specialist` folder) as a FrameEditor."""
+    """The specialist of `style` (from the style registry, or the `specialist` folder) as a FrameEditor.
+
+    `cpu_threads`: intra-op threads of its work on a CPU; None keeps the specialist's default (one thread for
+    small models, whose threads thrash on a busy machine)."""
     import torch
 
     from sim2real_edit.acceleration import HALF_DTYPES, InferenceOptions
-    from sim2real_edit.components import is_tiny_base
-    from sim2real_edit.specialist import EditSpecialist, SpecialistFormatError
-    from sim2real_edit.styles import StyleRegistry
+    from sim2real_edit.components import TINY_TRAINED_BASE, is_tiny_base
+    from sim2real_edit.specialist import CONFIG_NAME, EditSpecialist, SpecialistFormatError
+    from sim2real_edit.styles import StyleRegistry, preset_specialist_dir
+
+    from .tiny_base import ensure_tiny_base
 
     settings = settings or EditSettings()
     chosen = StyleRegistry.load().get(style)  # unknown styles list the known ones
@@ -185,14 +191,22 @@ def load_editor(
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {(*HALF_DTYPES, 'float32')}")
     torch_dtype = HALF_DTYPES.get(dtype, torch.float32)
     if preset == "tiny" and specialist is None:
-        model = EditSpecialist.tiny(0, style=chosen.name, instruction=chosen.instruction).to(device, torch_dtype)
+        trained = preset_specialist_dir(chosen.name, "tiny")
+        specialist = trained if (trained / CONFIG_NAME).is_file() else None
+    if specialist is None and preset == "tiny":  # no trained tiny specialist: the untrained one
+        if (base or TINY_TRAINED_BASE) == TINY_TRAINED_BASE:
+            ensure_tiny_base()
+        model = EditSpecialist.from_pretrained(base=base or TINY_TRAINED_BASE, device=device, dtype=torch_dtype)
+        model.config.style, model.config.instruction = chosen.name, chosen.instruction
         exemplars = chosen.exemplars()
     else:
         folder = Path(specialist) if specialist is not None else chosen.trained_specialist_dir()
         recorded_base = EditSpecialist.read_config(folder).base
+        if preset == "tiny" and (base or recorded_base) == TINY_TRAINED_BASE:
+            ensure_tiny_base()
         if base is None and preset != "tiny" and is_tiny_base(recorded_base):
             raise SpecialistFormatError(
-                f"{folder} holds a tiny-preset demo specialist (trained on the random base {recorded_base!r}), "
+                f"{folder} holds a tiny-preset demo specialist (trained on the tiny base {recorded_base!r}), "
                 f"which a full-size env does not load. Train the real one: `python scripts/collect_frames.py "
                 f"--out frames/ && python scripts/train_specialist.py --style {chosen.name} --frames frames/ "
                 f"--output {folder} --overwrite`; or make the env with preset='tiny'; or pass "
@@ -200,6 +214,8 @@ def load_editor(
             )
         model = EditSpecialist.from_pretrained(base=base, specialist=folder, device=device, dtype=torch_dtype)
         exemplars = model.exemplars(folder) or chosen.exemplars()
+    if cpu_threads is not None:
+        model.cpu_threads = cpu_threads
     if settings.fast:
         model.optimize(InferenceOptions.recommended(device, dtype=dtype if dtype in HALF_DTYPES else None))
     style_image = exemplars[settings.exemplar % len(exemplars)]
@@ -232,6 +248,7 @@ def make_edited_drawer(
     base: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    cpu_threads: int | None = None,
     camera: str = POLICY_CAMERA,
     num_steps: int | None = None,
     guidance: tuple[float, float, float] | None = None,
@@ -242,7 +259,8 @@ def make_edited_drawer(
 ) -> gym.Env:
     """The entry point of `gym.make("EditedDrawer-v0", ...)`.
 
-    `preset="tiny"` runs the CPU stand-in with a tiny random specialist (any registry style name works);
+    `preset="tiny"` runs the CPU stand-in with the tiny preset's specialist of the style (trained by
+    `scripts/build_miniature.py` or `train_specialist.py --preset tiny`; untrained on the tiny base if none);
     otherwise SIMPLER with the style's trained specialist. `backend_kwargs` go to SIMPLER
     (e.g. `shader_dir="ibl"`) or the stand-in.
     """
@@ -250,7 +268,7 @@ def make_edited_drawer(
     settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
                          composite=composite, feather=feather)
     editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
-                         settings=settings)
+                         settings=settings, cpu_threads=cpu_threads)
     backend = "standin" if preset == "tiny" else "simpler"
     env = DrawerTrialEnv(backend, task=task, pose=pose, **backend_kwargs)
     return EditObservation(env, editor, camera)
@@ -350,6 +368,7 @@ def make_vec(
     base: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    cpu_threads: int | None = None,
     camera: str = POLICY_CAMERA,
     num_steps: int | None = None,
     guidance: tuple[float, float, float] | None = None,
@@ -377,7 +396,7 @@ def make_vec(
         settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
                              composite=composite, feather=feather)
         editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
-                             settings=settings)
+                             settings=settings, cpu_threads=cpu_threads)
     return EditedVectorEnv(vector, editor, camera)
 
 

@@ -262,7 +262,7 @@ class CNNPolicy:
         if not config_path.is_file() or not weights_path.is_file():
             raise FileNotFoundError(
                 f"{folder} is not a CNN policy checkpoint: it needs {CONFIG_NAME} and {WEIGHTS_NAME} "
-                "(written by CNNPolicy.save_pretrained; build the tiny policies with scripts/build_tiny_policies.py)"
+                "(written by CNNPolicy.save_pretrained; build them with scripts/build_miniature.py)"
             )
         document = json.loads(config_path.read_text())
         if document.get("kind") != POLICY_KIND:

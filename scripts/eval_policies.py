@@ -102,8 +102,13 @@ def build_config(args: argparse.Namespace):
     if args.urdf_versions:
         overrides["urdf_versions"] = evaluation.select_urdf_versions(args.urdf_versions)
     if args.preset == "tiny":
-        return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION
-    return evaluation.full_config(**overrides), evaluation.ExecutionOptions()
+        if "policies" not in overrides:  # the miniature: its CNN policies, real world and specialist
+            from sim2real_edit.evaluation.miniature import MINIATURE_EXECUTION, build_miniature
+
+            miniature = build_miniature(progress=True)
+            return miniature.eval_config(**overrides), MINIATURE_EXECUTION, miniature
+        return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION, None
+    return evaluation.full_config(**overrides), evaluation.ExecutionOptions(), None
 
 
 def resolve_policies(entries: list[str]):
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         print_outputs(Path(args.report), report)
         return
 
-    config, execution = build_config(args)
+    config, execution, miniature = build_config(args)
     check_local_inputs(config)
     changes = {key: value for key, value in (("num_envs", args.num_envs),
                                              ("vectorization_mode", args.vectorization),
@@ -145,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         ray_options = RayOptions(address=args.ray or None, num_workers=args.ray_workers,
                                  gpus_per_worker=args.ray_gpus_per_worker)
         summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
+    if miniature is not None:
+        from sim2real_edit.evaluation.miniature import write_miniature_summary
+
+        write_miniature_summary(miniature, run_dir)
     report = write_report(run_dir)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
@@ -162,7 +171,8 @@ def check_local_inputs(config) -> None:
         return all((folder / entry.rstrip("/")).exists() for entry in CHECKPOINT_LAYOUT)
 
     problems = []
-    checkpoints = [spec.checkpoint for spec in config.policies if spec.checkpoint and not complete(Path(spec.checkpoint))]
+    checkpoints = [spec.checkpoint for spec in config.policies
+                   if spec.kind == "rt1" and not complete(Path(spec.checkpoint))]
     if checkpoints:
         problems.append(
             f"{len(checkpoints)} RT-1 checkpoint folder(s) missing or incomplete (each holds "
@@ -202,12 +212,21 @@ def print_outputs(run_dir: Path, report) -> None:
         print(f"WARNING: {run_dir} also holds {sum(report.other_config_rows.values())} episode(s) of other configs; "
               "the report leaves them out (see report.md)")
     if report.is_demo:
-        print("TINY PRESET: the stand-in env, not SIMPLER; this demonstrates the machinery, not real results.")
+        print("TINY PRESET: the CPU stand-in, not SIMPLER; a miniature of the method, not real results.")
+    if report.miniature:
+        print("specialist on held-out frames and seeds (total: lower is better):")
+        for card in report.miniature["scorecard"]:
+            print(f"  {card['method']:<20} total {card['total']:.3f} +- {card['total_spread']:.3f}  outside change "
+                  f"{card['outside_change']:.1f}/255  colour distance {card['colour_distance']:.1f}")
     for domain in report.domains:
         value = domain.agreement["average"]
         metrics = (f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "
                    f"Pearson r {value.pearson_r:.3f} [{value.pearson_r_interval[0]:.3f}, "
                    f"{value.pearson_r_interval[1]:.3f}]" if value else "too few policies")
+        spread = domain.agreement_over_seeds.get("average")
+        if spread:
+            metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, "
+                        f"r {spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f}")
         print(f"  {domain.name:<36} {metrics}")
     print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in {run_dir / 'plots'}")
 

@@ -101,6 +101,9 @@ class EvalConfig:
     sentence_encoder: str | None = None  # RT-1: TF-Hub URL or folder; None: policies.sentence_encoder's
     action_scale: float = 1.0  # RT-1
     real_world_table: str | None = None  # real-world success YAML; None: configs/real_world.yaml
+    # Content stamps of built pieces the episodes depend on (e.g. the tiny preset's base, specialist, policies,
+    # real-world table): rebuilding one of them makes another config, so a run folder never mixes builds.
+    artefacts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -146,9 +149,11 @@ class EvalConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples as lists)."""
         values = json.loads(json.dumps(asdict(self)))
+        # Left out when unset, so that configs written before these fields existed keep their hash.
         if values["real_world_table"] is None:
-            # Left out when unset, so that configs written before the field existed keep their hash.
             del values["real_world_table"]
+        if not values["artefacts"]:
+            del values["artefacts"]
         return values
 
     @classmethod

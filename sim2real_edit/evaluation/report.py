@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
-from sim2real_edit.metrics import TrialOutcomes, agreement_bootstrap, cluster_bootstrap_ci, trial_rate
+from sim2real_edit.metrics import (
+    TrialOutcomes,
+    agreement_bootstrap,
+    cluster_bootstrap_ci,
+    mmrv,
+    pearson_r,
+    trial_rate,
+)
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
 from .config import EDITED, EDITED_COMPOSITED, UNEDITED, EvalConfig
@@ -39,8 +46,8 @@ BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 0
 
 TINY_NOTICE = (
-    "**Tiny preset: this report demonstrates the machinery, not real results.** The episodes ran on the "
-    "CPU stand-in drawer env (not SIMPLER), edited by tiny random-weight specialists."
+    "**Tiny preset: a miniature on a CPU, not real results.** The episodes ran on the CPU stand-in drawer env "
+    "(not SIMPLER), edited by tiny specialists on a tiny base trained on the stand-in's frames."
 )
 STAND_IN_NOTICE = (
     "The policies are scripted policies of graded skill standing in for the RT-1 checkpoints (each is "
@@ -50,9 +57,10 @@ STAND_IN_NOTICE = (
 SUCCESS_RULE = ("an episode ends at the policy's terminate or the step limit and counts as a success if the drawer "
                 "meets the task's threshold at that last step (SIMPLER's evaluator)")
 DEMO_METRICS_NOTICE = (
-    "MMRV and Pearson r are computed from the episodes that actually ran, against SIMPLER's real-world "
-    "table; they say nothing about real robots."
+    "MMRV and Pearson r are computed from the episodes that actually ran, against the run's real-world table; "
+    "they say nothing about real robots."
 )
+MINIATURE_JSON = "miniature.json"
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,36 @@ class Agreement:
 
 
 @dataclass(frozen=True)
+class SeedSpread:
+    """MMRV and Pearson r of one column computed from each seed's episodes alone: how much the verdict moves
+    with the diffusion noise and start jitter of another seed."""
+
+    mmrv: tuple[float, ...]
+    pearson_r: tuple[float, ...]
+
+    @property
+    def mmrv_mean(self) -> float:
+        return float(np.mean(self.mmrv))
+
+    @property
+    def mmrv_sd(self) -> float:
+        return float(np.std(self.mmrv, ddof=1)) if len(self.mmrv) > 1 else float("nan")
+
+    @property
+    def pearson_r_mean(self) -> float:
+        return float(np.mean(self.pearson_r))
+
+    @property
+    def pearson_r_sd(self) -> float:
+        return float(np.std(self.pearson_r, ddof=1)) if len(self.pearson_r) > 1 else float("nan")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mmrv": list(self.mmrv), "pearson_r": list(self.pearson_r), "mmrv_mean": self.mmrv_mean,
+                "mmrv_sd": _json_number(self.mmrv_sd), "pearson_r_mean": self.pearson_r_mean,
+                "pearson_r_sd": _json_number(self.pearson_r_sd)}
+
+
+@dataclass(frozen=True)
 class DomainReport:
     """One visual domain: ``domain`` (unedited / edited / edited+composited) and ``style`` (``""`` for the
     unedited simulator, a style name, or ``ALL_STYLES`` for the pooled styles)."""
@@ -104,6 +142,7 @@ class DomainReport:
     agreement: dict[str, Agreement | None]
     plot: str
     rates_by_urdf_version: dict[str, tuple[PolicyRates, ...]] = field(default_factory=dict)  # if several ran
+    agreement_over_seeds: dict[str, SeedSpread | None] = field(default_factory=dict)  # if several seeds ran
 
 
 @dataclass
@@ -115,6 +154,7 @@ class Report:
     other_config_rows: dict[str, int] = field(default_factory=dict)  # episodes of other configs, left out
     n_boot: int = BOOTSTRAP_DRAWS
     alpha: float = 0.05
+    miniature: dict[str, Any] | None = None  # the tiny preset's `miniature.json`, where the run has one
 
     @property
     def is_demo(self) -> bool:
@@ -187,6 +227,8 @@ class Report:
                     "rates": [asdict(rates) for rates in domain.rates],
                     "rates_by_urdf_version": {urdf: [asdict(rates) for rates in by_policy]
                                               for urdf, by_policy in domain.rates_by_urdf_version.items()},
+                    "agreement_over_seeds": {column: spread.to_json() if spread else None
+                                             for column, spread in domain.agreement_over_seeds.items()},
                 }
                 for domain in self.domains
             ],
@@ -195,6 +237,7 @@ class Report:
                  EDITED_COMPOSITED: agreement(composited.agreement)}
                 for style, edited, composited in self.compositing_rows()
             ],
+            "miniature": self.miniature,
         }
 
     def to_markdown(self) -> str:
@@ -237,6 +280,27 @@ class Report:
                 cells += [_metric_cell(value.mmrv, value.mmrv_interval),
                           _metric_cell(value.pearson_r, value.pearson_r_interval)] if value else ["-", "-"]
             lines.append(f"| {domain.name} | {domain.episodes} | " + " | ".join(cells) + " |")
+        spreads = [(domain, domain.agreement_over_seeds.get("average")) for domain in self.domains]
+        if any(spread for _, spread in spreads):
+            lines += [
+                "",
+                f"### Spread over the {config.seeds} seeds",
+                "",
+                ("MMRV and r of the average rates computed from each seed's episodes alone (a seed fixes the "
+                 "diffusion noise and the robot's start jitter): mean +- standard deviation, and each seed's value."),
+                "",
+                "| domain | MMRV avg | r avg | MMRV per seed | r per seed |",
+                "| --- | ---: | ---: | --- | --- |",
+            ]
+            for domain, spread in spreads:
+                if spread:
+                    lines.append(
+                        f"| {domain.name} | {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f} | "
+                        f"{spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f} | "
+                        + ", ".join(f"{v:.3f}" for v in spread.mmrv) + " | "
+                        + ", ".join(f"{v:.3f}" for v in spread.pearson_r) + " |")
+        if self.miniature:
+            lines += ["", *_miniature_markdown(self.miniature)]
         rows = self.compositing_rows()
         if rows:
             lines += [
@@ -291,8 +355,10 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
     episodes = store.episodes()
     config = store.config
     table = real_world_success(config.real_world_table)
+    summary = Path(run_dir) / MINIATURE_JSON
+    miniature = json.loads(summary.read_text()) if summary.is_file() else None
     report = Report(config, len(episodes), table, other_config_rows=store.other_config_rows(), n_boot=n_boot,
-                    alpha=alpha)
+                    alpha=alpha, miniature=miniature)
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
                   for policy in config.policies}
     for name, domain, style in _domain_views(config):
@@ -309,8 +375,13 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
                                                  [e for e in by_policy[policy] if e.urdf_version == urdf],
                                                  n_boot, alpha) for policy in real_names)
                        for urdf in config.urdf_versions}
+        over_seeds = {}
+        if config.seeds > 1:
+            over_seeds = {column: _seed_spread(by_policy, real_names, table, column, config.seeds)
+                          for column in COLUMNS}
         plot = f"{PLOTS_DIR}/scatter_{_slug(name)}.png"
-        report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot, by_urdf))
+        report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot, by_urdf,
+                                           over_seeds))
     return report
 
 
@@ -454,6 +525,70 @@ def _agreement(
         return None
     result = agreement_bootstrap(sim, real, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED)
     return Agreement(result.mmrv, result.pearson_r, tuple(sim), result.mmrv_interval, result.pearson_r_interval)
+
+
+def _seed_spread(
+    by_policy: dict[str, list[EpisodeResult]], real_names: dict[str, str | None],
+    table: dict[str, RealWorldSuccess], column: str, seeds: int,
+) -> SeedSpread | None:
+    """MMRV and Pearson r of ``column`` from each seed's episodes alone; None where a seed lacks them."""
+    mmrvs, correlations = [], []
+    for seed in range(seeds):
+        sim, real = {}, {}
+        for policy, episodes in by_policy.items():
+            strata = _column_strata([e for e in episodes if e.seed == seed], column)
+            if strata is None or real_names[policy] is None:
+                continue
+            sim[policy] = trial_rate(strata)
+            real[policy] = getattr(table[real_names[policy]], column)
+        if len(sim) < 2:
+            return None
+        mmrvs.append(mmrv(sim, real))
+        correlations.append(pearson_r(sim, real))
+    return SeedSpread(tuple(mmrvs), tuple(correlations))
+
+
+def _miniature_markdown(miniature: dict[str, Any]) -> list[str]:
+    """The tiny preset's section: what the miniature is, its frames, its pieces and their measurements."""
+    base = miniature["base"]
+    lines = [
+        "## The miniature",
+        "",
+        miniature["what"],
+        "",
+        f"![simulator, edited, edited+composited and real-world frames of the same scenes]({miniature['figure']})",
+        "",
+        (f"- **Tiny base** (trained on stand-in frames to reproduce its input, {base['seconds']:.0f} s): VAE "
+         f"reconstruction {base['vae_psnr']:.1f} dB PSNR, the untrained specialist's edit {base['edit_psnr']:.1f} dB "
+         f"(inside the cabinet {base['edit_cabinet_psnr']:.1f} dB), on {32} held-out frames."),
+        "- **Real-world table** (the CNN checkpoints in the miniature real world):",
+        "",
+        "| policy | open | close | average |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, rates in miniature["real_world"].items():
+        lines.append(f"| {name} | {rates['open']:.3f} | {rates['close']:.3f} | {rates['average']:.3f} |")
+    lines += [
+        "",
+        ("- **Specialist** (D3PO from analytic judges on simulator frames with exact masks; never a real-world frame) "
+         "on held-out frames and noise seeds, beside the baselines. total = structure + semantic (lower is "
+         "better); outside change = mean |edit - input| outside the cabinet (grey levels); colour distance = "
+         "RGB distance of the cabinet's mean colour to the exemplars' (grey levels)."),
+        "",
+        "| method | total | structure | semantic | outside change | colour distance |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for card in miniature["scorecard"]:
+        lines.append(f"| {card['method']} | {card['total']:.3f} +- {card['total_spread']:.3f} | "
+                     f"{card['structure']:.4f} | {card['semantic']:.3f} | {card['outside_change']:.1f} | "
+                     f"{card['colour_distance']:.1f} |")
+    seconds = ", ".join(f"{stage} {value:.0f} s" for stage, value in miniature["seconds"].items())
+    lines += ["", f"- Build times of this run (0 s: found built): {seconds}.", ""]
+    return lines
+
+
+def _json_number(value: float) -> float | None:
+    return None if np.isnan(value) else value
 
 
 def _real_rates(real: RealWorldSuccess | None) -> dict[str, float] | None:

@@ -156,7 +156,7 @@ def make_domain_env(
         return envs.make_vec("EditedDrawer-v0", edit=False, **kwargs)
     return envs.make_vec(
         "EditedDrawer-v0", edit=True, style=style, composite=domain == EDITED_COMPOSITED,
-        device=options.device, dtype=options.dtype, **kwargs,
+        device=options.device, dtype=options.dtype, cpu_threads=options.torch_threads, **kwargs,
     )
 
 
