@@ -17,6 +17,8 @@ import pytest
 from sim2real_edit import cli
 from sim2real_edit.frames import TrainingFrames
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Runs a script as `python scripts/X.py ARGS` would, then tells whether torch was imported before it ended.
 RUN_SCRIPT = (

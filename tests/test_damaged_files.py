@@ -17,6 +17,8 @@ from sim2real_edit.feedback import Feedback, FeedbackConfig
 from sim2real_edit.frames import TrainingFrames
 from sim2real_edit.specialist import WEIGHTS_NAME
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 
 @pytest.fixture(autouse=True)
 def data_root(tmp_path, monkeypatch):

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 WORKER = Path(__file__).with_name("distributed_training_worker.py")
 
 

@@ -12,6 +12,8 @@ import envs
 from envs.edited import EditSettings, composite
 from envs.trial_env import DrawerTrialEnv
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 CAMERA = "overhead_camera"
 
 

@@ -41,6 +41,8 @@ from sim2real_edit.evaluation.runner import (
 from sim2real_edit.metrics import agreement_bootstrap, cluster_bootstrap_ci, mmrv, pearson_r
 from sim2real_edit.real_world import real_world_success
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 REPO = Path(__file__).resolve().parents[1]
 SYNC = ExecutionOptions(num_envs=4, vectorization_mode="sync", progress=False)
 

@@ -18,6 +18,8 @@ from sim2real_edit.images import ImageFormatError
 from sim2real_edit.specialist import CONFIG_NAME, EditSpecialist, SpecialistFormatError
 from sim2real_edit.styles import StyleRegistry
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):

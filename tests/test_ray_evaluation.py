@@ -24,6 +24,8 @@ from sim2real_edit.evaluation.config import select_trials
 from sim2real_edit.evaluation.distributed import RayEvaluation, RayOptions, plan_units, worker_layout
 from sim2real_edit.evaluation.results import DATABASE_NAME
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 REPO = Path(__file__).resolve().parents[1]
 POLICIES = ["scripted-expert", "scripted-random"]
 TRIALS = ["OpenTopDrawer/a0", "OpenTopDrawer/b1", "OpenMiddleDrawer/c0", "OpenBottomDrawer/b1",

@@ -34,6 +34,8 @@ from sim2real_edit.evaluation.run_folder import (
     RunFolderLock,
 )
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 REPO = Path(__file__).resolve().parents[1]
 SYNC = ExecutionOptions(num_envs=4, vectorization_mode="sync", progress=False)
 TRIALS = ["OpenTopDrawer/b1", "CloseMiddleDrawer/a1", "OpenBottomDrawer/c2", "CloseTopDrawer/c0"]

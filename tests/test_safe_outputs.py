@@ -19,6 +19,8 @@ from sim2real_edit.outputs import OutputExistsError
 from sim2real_edit.specialist import WEIGHTS_NAME, EditSpecialist, SpecialistFormatError
 from sim2real_edit.styles import StyleRegistry, tiny_home
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 
 @pytest.fixture(autouse=True)
 def data_root(tmp_path, monkeypatch):

@@ -10,6 +10,8 @@ from sim2real_edit.d3po import tiny_config, train
 from sim2real_edit.feedback import Feedback, FeedbackConfig, GradientDepth, MaskResult, MeanColourEmbedder
 from sim2real_edit.frames import TrainingFrames
 
+pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
+
 
 class CountingSegmenter:
     """A segmenter that finds the left half of every image and records how many images it was asked about."""
