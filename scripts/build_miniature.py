@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"specialist {miniature.specialist} on held-out frames and seeds (total: lower is better):")
     for card in miniature.scorecards:
         print(f"  {card.method:<20} total {card.total:.3f} +- {card.total_spread:.3f}  outside change "
-              f"{card.outside_change:.1f}/255  colour distance {card.colour_distance:.1f}")
+              f"{card.outside_change:.1f}/255  inside {card.inside_change:.1f}/255  colour distance "
+              f"{card.colour_distance:.1f}")
     print("seconds:", json.dumps({stage: round(value) for stage, value in miniature.seconds.items()}))
 
 

@@ -6,8 +6,8 @@ pair). `score_edits` measures any edit function on the same frames, masks, exemp
 these compare pair by pair:
 
 - `total`: structure + semantic score (lower is better), the judges' verdict;
-- `outside_change`: mean absolute change outside the object's mask, in grey levels (0-255): an edit of the
-  cabinet should leave the rest of the frame alone;
+- `outside_change`, `inside_change`: mean absolute change outside and inside the object's mask, in grey levels
+  (0-255): an edit of the cabinet should change the cabinet and leave the rest of the frame alone;
 - `colour_distance`: distance (grey levels, RGB) from the mean colour inside the mask to the exemplars' mean
   colour: does the object move towards the material?
 """
@@ -37,6 +37,7 @@ class EditScorecard:
     structure: float
     semantic: float
     outside_change: float
+    inside_change: float
     cabinet_colour: tuple[float, float, float]
     colour_distance: float
     round_totals: tuple[float, ...]  # mean total of each round of noise seeds (rounds pair up across methods)
@@ -71,7 +72,7 @@ def score_edits(
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     count = len(frames)
     styles = np.stack([np.asarray(exemplars[i % len(exemplars)]) for i in range(count)])
-    totals, structures, semantics, outside, colours = [], [], [], [], []
+    totals, structures, semantics, outside, inside, colours = [], [], [], [], [], []
     for index in range(rounds):
         seeds = [HELD_OUT_SEED + index * count + i for i in range(count)]
         edits = np.asarray(edit(frames, styles, seeds))
@@ -81,6 +82,7 @@ def score_edits(
         totals.append(structures[-1] + semantics[-1])
         difference = np.abs(edits.astype(np.float64) - frames.astype(np.float64)).mean(axis=-1)
         outside.append(difference[~masks].mean())
+        inside.append(difference[masks].mean())
         colours.append(np.mean([edit_frame[mask].mean(axis=0) for edit_frame, mask in zip(edits, masks)], axis=0))
     round_totals = np.array([t.mean() for t in totals])
     spread = float(round_totals.std(ddof=1) / math.sqrt(rounds)) if rounds > 1 else float("nan")
@@ -92,6 +94,7 @@ def score_edits(
         structure=float(np.mean(structures)),
         semantic=float(np.mean(semantics)),
         outside_change=float(np.mean(outside)),
+        inside_change=float(np.mean(inside)),
         cabinet_colour=tuple(float(c) for c in colour),
         colour_distance=float(np.linalg.norm(colour - exemplar_colour(exemplars))),
         round_totals=tuple(float(t) for t in round_totals),

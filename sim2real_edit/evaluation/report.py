@@ -560,7 +560,7 @@ def _miniature_markdown(miniature: dict[str, Any]) -> list[str]:
         "",
         (f"- **Tiny base** (trained on stand-in frames to reproduce its input, {base['seconds']:.0f} s): VAE "
          f"reconstruction {base['vae_psnr']:.1f} dB PSNR, the untrained specialist's edit {base['edit_psnr']:.1f} dB "
-         f"(inside the cabinet {base['edit_cabinet_psnr']:.1f} dB), on {32} held-out frames."),
+         f"(inside the cabinet {base['edit_cabinet_psnr']:.1f} dB), on 32 held-out frames."),
         "- **Real-world table** (the CNN checkpoints in the miniature real world):",
         "",
         "| policy | open | close | average |",
@@ -572,16 +572,16 @@ def _miniature_markdown(miniature: dict[str, Any]) -> list[str]:
         "",
         ("- **Specialist** (D3PO from analytic judges on simulator frames with exact masks; never a real-world frame) "
          "on held-out frames and noise seeds, beside the baselines. total = structure + semantic (lower is "
-         "better); outside change = mean |edit - input| outside the cabinet (grey levels); colour distance = "
-         "RGB distance of the cabinet's mean colour to the exemplars' (grey levels)."),
+         "better); outside / inside change = mean |edit - input| outside / inside the cabinet (grey levels); colour "
+         "distance = RGB distance of the cabinet's mean colour to the exemplars' (grey levels)."),
         "",
-        "| method | total | structure | semantic | outside change | colour distance |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| method | total | structure | semantic | outside change | inside change | colour distance |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for card in miniature["scorecard"]:
         lines.append(f"| {card['method']} | {card['total']:.3f} +- {card['total_spread']:.3f} | "
                      f"{card['structure']:.4f} | {card['semantic']:.3f} | {card['outside_change']:.1f} | "
-                     f"{card['colour_distance']:.1f} |")
+                     f"{card['inside_change']:.1f} | {card['colour_distance']:.1f} |")
     seconds = ", ".join(f"{stage} {value:.0f} s" for stage, value in miniature["seconds"].items())
     lines += ["", f"- Build times of this run (0 s: found built): {seconds}.", ""]
     return lines
