@@ -1,6 +1,6 @@
 """Evaluate policies in the unedited and the edited simulators, and report how well each predicts the real world.
 
-    python scripts/eval_policies.py --preset tiny                        # CPU demo: stand-ins, a few minutes
+    python scripts/eval_policies.py --preset tiny                        # the paper in miniature, on a CPU
     python scripts/eval_policies.py --checkpoints ckpts/rt_1_tf_trained_for_000400120 ... --run-dir runs/rt1
     python scripts/eval_policies.py --report runs/rt1                    # rebuild the report from the database
     python scripts/eval_policies.py --ray auto --run-dir runs/rt1        # on the Ray cluster of `ray start`
@@ -19,8 +19,12 @@ With --ray, the episodes are spread over Ray workers (one per GPU by default), e
 and vector envs loaded once; this process stays the database's only writer, with the same resume guarantee.
 Without --ray, Ray is never imported.
 
-The tiny preset demonstrates the machinery, not real results: the CPU stand-in env, tiny random
-specialists, and scripted policies of graded skill standing in for the RT-1 checkpoints.
+The tiny preset is the paper's experiment in miniature, offline on a CPU - not SIMPLER, RT-1 or a real robot:
+it builds (once, cached under $SIM2REAL_EDIT_HOME/tiny) a tiny InstructPix2Pix base trained to reproduce
+stand-in frames, CNN policies trained by behaviour cloning in a miniature real world (white-marble cabinet,
+warm light, camera noise) whose success there is the real-world table, and a white-marble specialist trained
+by D3PO on simulator frames only; then it evaluates the policies in the plain and both edited simulators over
+3 seeds. With --policies it runs the given scripted stand-in policies instead (no miniature).
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--report", metavar="RUN_DIR", help="only rebuild the report of RUN_DIR from its database")
     parser.add_argument("--preset", choices=["full", "tiny"], default="full",
-                        help="full: the paper's protocol; tiny: CPU demo with stand-ins (default: full)")
+                        help="full: the paper's protocol; tiny: the paper in miniature on a CPU (default: full)")
+    parser.add_argument("--small", action="store_true",
+                        help="tiny preset: the tests' minutes-sized miniature (runs every step, not to its quality)")
     parser.add_argument("--policies", "--checkpoints", nargs="+", dest="policies", metavar="POLICY",
                         help="RT-1 checkpoint folders, or scripted policy names (tiny preset: scripted-expert, "
                              "scripted-good, scripted-poor, scripted-random)")
@@ -47,17 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                   "(full preset default: $SIM2REAL_EDIT_HOME/checkpoints)")
     parser.add_argument("--trials", nargs="+", help="trial keys (OpenTopDrawer/a0) or task names (all poses), "
                                                     "or 'all' (default: all 54; tiny: 12)")
-    parser.add_argument("--seeds", type=cli.positive_int, help="diffusion seeds per trial (default 3; tiny: 1)")
+    parser.add_argument("--seeds", type=cli.positive_int, help="diffusion seeds per trial (default 3; tiny: 3, 1 with --policies)")
     parser.add_argument("--styles", nargs="+", help="styles of configs/styles.yaml, or 'all' (default: all; "
-                                                    "tiny: wood)")
+                                                    "tiny: white_marble, wood with --policies)")
     parser.add_argument("--domains", nargs="+", choices=["unedited", "edited", "edited+composited"],
                         help="visual domains (default: all three)")
     parser.add_argument("--urdf-versions", nargs="+", metavar="URDF",
                         help="robot URDF versions of SIMPLER's visual matching, or 'all' for its four "
                              "(default: recolor_cabinet_visual_matching_1, the paper's; 'none' is SIMPLER's None)")
     parser.add_argument("--max-episode-steps", type=cli.positive_int, help="step limit (default 113; tiny: 48)")
-    parser.add_argument("--edit-steps", type=cli.positive_int, help="denoising steps per edit (default 20; tiny: 1)")
-    parser.add_argument("--edit-short-side", type=cli.positive_int, help="edit frames at this short side (default 256; tiny: 32)")
+    parser.add_argument("--edit-steps", type=cli.positive_int, help="denoising steps per edit (default 20; tiny: the specialist's 3)")
+    parser.add_argument("--edit-short-side", type=cli.positive_int, help="edit frames at this short side (default 256; tiny: 64)")
     parser.add_argument("--sentence-encoder", help="RT-1's Universal Sentence Encoder: TF-Hub URL or local folder")
     parser.add_argument("--run-dir", help="run folder (default: runs/eval-<preset>)")
     parser.add_argument("--num-envs", type=cli.positive_int, help="envs per vector env (default 8; tiny: 12)")
@@ -76,6 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
         parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
+    if args.small and (args.preset != "tiny" or args.policies):
+        parser.error("--small sizes the tiny preset's miniature: use it with --preset tiny and without --policies")
     return args
 
 
@@ -103,9 +111,13 @@ def build_config(args: argparse.Namespace):
         overrides["urdf_versions"] = evaluation.select_urdf_versions(args.urdf_versions)
     if args.preset == "tiny":
         if "policies" not in overrides:  # the miniature: its CNN policies, real world and specialist
-            from sim2real_edit.evaluation.miniature import MINIATURE_EXECUTION, build_miniature
+            from sim2real_edit.evaluation.miniature import (
+                MINIATURE_EXECUTION,
+                MiniatureSettings,
+                build_miniature,
+            )
 
-            miniature = build_miniature(progress=True)
+            miniature = build_miniature(MiniatureSettings.small() if args.small else MiniatureSettings(), progress=True)
             return miniature.eval_config(**overrides), MINIATURE_EXECUTION, miniature
         return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION, None
     return evaluation.full_config(**overrides), evaluation.ExecutionOptions(), None
@@ -217,7 +229,8 @@ def print_outputs(run_dir: Path, report) -> None:
         print("specialist on held-out frames and seeds (total: lower is better):")
         for card in report.miniature["scorecard"]:
             print(f"  {card['method']:<20} total {card['total']:.3f} +- {card['total_spread']:.3f}  outside change "
-                  f"{card['outside_change']:.1f}/255  colour distance {card['colour_distance']:.1f}")
+                  f"{card['outside_change']:.1f}/255  inside {card['inside_change']:.1f}/255  colour distance "
+                  f"{card['colour_distance']:.1f}")
     for domain in report.domains:
         value = domain.agreement["average"]
         metrics = (f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "

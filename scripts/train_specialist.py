@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--style", required=True, help="a style of the registry (configs/styles.yaml), e.g. wood")
     parser.add_argument("--preset", choices=["full", "tiny"], default="full",
-                        help="tiny: tiny random model and judges on CPU (demonstrates the machinery only)")
+                        help="tiny: the CPU miniature's recipe - the trained tiny base (built first if missing, "
+                             "minutes) and analytic judges on the stand-in's exact masks")
     parser.add_argument("--frames", help="folder of training frames (see scripts/collect_frames.py)")
     parser.add_argument("--output", help="specialist folder to write (default: the style registry's; tiny preset: "
                                          "<data root>/tiny/specialists/<style>)")
@@ -71,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "frames or models, use --preset tiny")
     given_models = [flag for flag in ("models_dir", "base", *JUDGE_FLAGS) if getattr(args, flag)]
     if args.preset == "tiny" and given_models:
-        parser.error(f"--preset tiny builds its own tiny random models; drop --{given_models[0].replace('_', '-')}")
+        parser.error(f"--preset tiny uses its own trained tiny base and analytic judges; drop --{given_models[0].replace('_', '-')}")
     return args
 
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                       advice="--resume to continue its run, or choose another --output")
     cli.on_interrupt(lambda: saved_steps_note(output, argv))
 
+    from sim2real_edit.components import TINY_TRAINED_BASE
     from sim2real_edit.d3po import TrainConfig, tiny_config, train, with_models_dir
 
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
@@ -104,6 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(1)  # tiny models gain nothing from threads, and contended threads thrash
+        if config.base == TINY_TRAINED_BASE:
+            from envs.tiny_base import ensure_tiny_base
+
+            ensure_tiny_base()  # found at once after the first build
 
     frames = None
     if config.frames is None:  # the tiny preset (parse_args asks the full one for frames)
