@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         overrides["output_dir"] = folder
         if tiny:
+            from envs.tiny_base import ensure_tiny_base
+
+            ensure_tiny_base()  # the miniature's trained base (built once, minutes, on first use)
             config = tiny_config(**overrides)
             model = build_model(config, device)
         else:

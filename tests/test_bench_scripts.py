@@ -17,7 +17,7 @@ def load_script(name: str):
     return module
 
 
-def test_bench_train_times_the_three_phases_and_extrapolates(tmp_path, monkeypatch):
+def test_bench_train_times_the_three_phases_and_extrapolates(tmp_path, monkeypatch, tiny_base):
     monkeypatch.setenv("SIM2REAL_EDIT_HOME", str(tmp_path / "home"))
     results = load_script("bench_train").main(["--preset", "tiny", "--json", str(tmp_path / "out.json")])
     for key in ("sample_seconds", "score_seconds", "train_seconds"):

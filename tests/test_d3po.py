@@ -235,60 +235,58 @@ HELD_OUT_SEED = 1_000_000  # training draws its noise seeds at random from [0, 2
 INSTRUCTION = "make the cupboard out of wood"
 
 
-def total_scores(model: EditSpecialist, frames: TrainingFrames, style: np.ndarray, rounds: int, num_steps: int):
-    """Structure + semantic score (lower is better) of fresh edits: (rounds, frames), one noise seed per edit."""
-    feedback = analytic_feedback()
-    count = len(frames.frames)
-    totals = []
-    for round_index in range(rounds):
-        seeds = [HELD_OUT_SEED + round_index * count + i for i in range(count)]
-        edits = model.edit(frames.frames, style, INSTRUCTION, num_steps=num_steps, seed=seeds)
-        scores = feedback.score(frames.frames, edits, style, input_masks=frames.masks)
-        totals.append((scores.structure + scores.semantic).numpy())
-    return np.stack(totals)
+@pytest.mark.experiment
+def test_d3po_repaints_the_cabinet_inside_its_mask_and_beats_identity_untrained_and_random_preferences(
+        tmp_path, full_tiny_base_folder, monkeypatch, both_cores):
+    """The miniature's recipe (`tiny_config`) at a test's size: D3PO on simulator frames with exact masks and the
+    white-marble exemplars, scored on held-out frames and held-out noise seeds against what a skeptic tries
+    first - the input returned, the untrained specialist, and a control trained the same way on coin-flip
+    preferences. The trained specialist must beat all three on the judges' total (paired over seed rounds), move
+    the cabinet's colour toward the exemplars', and put its change inside the mask rather than outside.
 
+    It needs the full tiny base and about 4 minutes, so it is an `experiment` (`python -m pytest -m experiment`),
+    not part of the default run: on the tests' small base (23 dB edits instead of 26.5) the same loop did not
+    learn (seed 0: trained 0.480 against untrained 0.398), so the small base cannot stand in for it. Measured on
+    the full base (2-core CPU): trained 0.310, identity 0.430, untrained 0.368, random preferences 0.394."""
+    from envs.tiny_base import stand_in_frames
+    from sim2real_edit.scorecard import identity_edit, score_edits, specialist_edit
+    from sim2real_edit.styles import StyleRegistry
 
-def test_a_few_optimizer_steps_improve_fresh_edits_far_beyond_the_seed_spread(tmp_path):
-    """D3PO with image-gradient and mean-colour judges must make fresh edits (held-out frames and noise
-    seeds) score better than the untrained specialist's by many times the evaluation's seed-to-seed spread.
+    monkeypatch.setenv("SIM2REAL_EDIT_TINY_BASE", str(full_tiny_base_folder))
+    exemplars = StyleRegistry.load().get("white_marble").exemplars()
+    frames, masks = stand_in_frames(24, seed=1)  # 64x80, the recipe's edit size
+    training = TrainingFrames(frames, masks, np.ones(len(frames), bool), [f"{i:04d}" for i in range(len(frames))])
+    held_frames, held_masks = stand_in_frames(8, seed=2)
 
-    The paper's beta, ratio clamp, weight decay and gradient clip; what differs, and why: 3 denoising steps
-    (a step costs seconds here), 128 samples per step (the preference signal must beat the noise of each
-    sampled step) and lr 1e-3 (lr 1e-4 moves a random tiny network by less than the spread in 12 steps).
-    At lr 1e-3 every ratio has left the clamp after two steps; from then on AdamW's momentum carries the
-    first steps' preference gradient (the log's clamped_fraction shows it). Measured: 1.638 -> 1.518, 13x.
-    """
-    torch.manual_seed(0)
-    model = EditSpecialist.tiny(0)
-    style = solid_style(STYLE_COLOUR)
-    held_out = cabinet_frames(8, 32, seed=123)
-    steps, rounds = 3, 32
-    before = total_scores(model, held_out, style, rounds, steps)
+    recipe = {"style": "white_marble", "short_side": frames.shape[1], "samples_per_step": 32, "seed": 0}
+    trained = train(tiny_config(output_dir=str(tmp_path / "trained"), **recipe), frames=training,
+                    exemplars=exemplars, progress=False)
+    control = train(tiny_config(output_dir=str(tmp_path / "control"), preference="random", **recipe),
+                    frames=training, exemplars=exemplars, progress=False)
+    assert sum(entry["updated"] for entry in trained.log) >= 2, "the trust region stopped every update but one"
 
-    config = tiny_config(
-        output_dir=str(tmp_path / "learn"),
-        short_side=32,
-        num_denoising_steps=steps,
-        samples_per_step=128,
-        sample_batch_size=16,
-        train_batch_size=16,
-        optimizer_steps=12,
-        learning_rate=1e-3,
-        seed=0,
-    )
-    result = train(config, frames=cabinet_frames(8, 32, seed=1), exemplars=[style], model=model,
-                   feedback=analytic_feedback(), progress=False)
-    after = total_scores(result.model, held_out, style, rounds, steps)
-
-    # Seed-to-seed spread of the untrained evaluation: how much its mean moves with another set of seeds.
-    spread = before.mean(axis=1).std(ddof=1) / math.sqrt(rounds)
-    improvement = before.mean() - after.mean()
-    assert improvement > 4 * spread, (
-        f"mean total score {before.mean():.4f} -> {after.mean():.4f}: improvement {improvement:.4f} is not "
-        f"beyond 4 x the seed-to-seed spread {spread:.4f}"
-    )
-    # The same held-out noise, edited before and after: the trained specialist wins on most seeds.
-    assert (after.mean(axis=1) < before.mean(axis=1)).mean() > 0.75
+    feedback = Feedback.from_config(tiny_config().feedback)
+    instruction, steps = trained.model.config.instruction, tiny_config().num_denoising_steps
+    methods = {"identity": identity_edit,
+               "untrained": specialist_edit(EditSpecialist.from_pretrained(base="tiny-trained"), instruction, steps),
+               "random preferences": specialist_edit(control.model, instruction, steps),
+               "trained": specialist_edit(trained.model, instruction, steps)}
+    cards = {name: score_edits(name, edit, held_frames, held_masks, exemplars, feedback, rounds=4)
+             for name, edit in methods.items()}
+    table = "\n".join(f"{c.method:>18}: total {c.total:.4f} +- {c.total_spread:.4f}, outside {c.outside_change:.1f}, "
+                      f"inside {c.inside_change:.1f}, colour distance {c.colour_distance:.1f}" for c in cards.values())
+    best = cards["trained"]
+    for name in ("identity", "untrained", "random preferences"):
+        other = cards[name]
+        assert best.total + 2 * best.total_spread < other.total - 2 * other.total_spread, f"vs {name}:\n{table}"
+        assert best.wins_against(other) == 1.0, f"vs {name} on every round of seeds:\n{table}"
+    assert best.colour_distance < cards["untrained"].colour_distance - 5, table
+    # Confined to the mask: per pixel, training adds more change inside the mask than outside (1.9x measured),
+    # and the change outside stays within 1.5x the untrained base's own reconstruction drift (1.3x measured).
+    added_inside = best.inside_change - cards["untrained"].inside_change
+    added_outside = best.outside_change - cards["untrained"].outside_change
+    assert added_inside > 1.5 * max(added_outside, 0.0), table
+    assert best.outside_change < 1.5 * cards["untrained"].outside_change, table
 
 
 def test_training_curves_draw_every_logged_value_per_step(tmp_path):

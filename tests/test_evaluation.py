@@ -48,9 +48,11 @@ SYNC = ExecutionOptions(num_envs=4, vectorization_mode="sync", progress=False)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def isolated_home(tmp_path_factory):
+def isolated_home(tmp_path_factory, small_tiny_base_folder):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIM2REAL_EDIT_HOME", str(tmp_path_factory.getbasetemp() / "home"))
+        # module-scoped fixtures (Ray workers too) need the session base before any function fixture runs
+        patch.setenv("SIM2REAL_EDIT_TINY_BASE", str(small_tiny_base_folder))
         yield
 
 
@@ -369,7 +371,7 @@ def test_script_runs_and_report_rebuilds_identically_from_the_database(tmp_path,
                "--max-episode-steps", "6", "--num-envs", "2", "--run-dir", str(run_dir)]
     script.main(command)
     printed = capsys.readouterr().out
-    assert "demonstrates the machinery, not real results" in printed
+    assert "a miniature of the method, not real results" in printed
     first = {name: (run_dir / name).read_text() for name in ("report.md", "report.json")}
     assert "stand-in for RT-1 (Converged)" in first["report.md"]
     assert "## Edited vs edited+composited" in first["report.md"]

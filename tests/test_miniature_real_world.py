@@ -24,9 +24,9 @@ SMALL = TinyPolicySettings.small()
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """The small build: demonstrations on three start poses, a short training run, one seed per trial."""
-    return build_tiny_policies(tmp_path_factory.mktemp("tiny-policies"), SMALL, progress=False, workers=2)
+def built(small_tiny_policies):
+    """The small build (conftest): demonstrations on three start poses, a short training run, one seed per trial."""
+    return small_tiny_policies
 
 
 def test_the_table_round_trips_through_real_world_success(tmp_path):

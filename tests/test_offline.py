@@ -62,10 +62,10 @@ def test_every_missing_model_is_listed_in_one_error_with_its_download_and_flag(t
     assert time.perf_counter() - started < 30  # nothing was loaded or retried
     message = str(error.value)
     assert message.startswith("5 pretrained models are missing")
-    for command in ("hf download timbrooks/instruct-pix2pix --local-dir models/instruct-pix2pix   then pass "
-                    "--base models/instruct-pix2pix",
-                    "hf download depth-anything/Depth-Anything-V2-Large-hf --local-dir "
-                    "models/Depth-Anything-V2-Large-hf   then pass --depth-model",
+    for command in (("hf download timbrooks/instruct-pix2pix --local-dir models/instruct-pix2pix   then pass "
+                     "--base models/instruct-pix2pix"),
+                    ("hf download depth-anything/Depth-Anything-V2-Large-hf --local-dir "
+                     "models/Depth-Anything-V2-Large-hf   then pass --depth-model"),
                     "hf download IDEA-Research/grounding-dino-tiny --local-dir models/grounding-dino-tiny",
                     "hf download facebook/sam2.1-hiera-large --local-dir models/sam2.1-hiera-large",
                     f"cache_dir='{tmp_path / 'no-dreamsim'}'", "--embedder-model", "--models-dir models"):

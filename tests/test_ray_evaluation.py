@@ -53,9 +53,11 @@ class SimulatedDriverKill(Exception):
 
 
 @pytest.fixture(scope="module")
-def isolated_home(tmp_path_factory):
+def isolated_home(tmp_path_factory, small_tiny_base_folder):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIM2REAL_EDIT_HOME", str(tmp_path_factory.getbasetemp() / "home"))
+        # module-scoped fixtures (Ray workers too) need the session base before any function fixture runs
+        patch.setenv("SIM2REAL_EDIT_TINY_BASE", str(small_tiny_base_folder))
         yield
 
 

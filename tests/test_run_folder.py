@@ -42,10 +42,12 @@ TRIALS = ["OpenTopDrawer/b1", "CloseMiddleDrawer/a1", "OpenBottomDrawer/c2", "Cl
 
 
 @pytest.fixture(scope="module", autouse=True)
-def isolated_home(tmp_path_factory):
+def isolated_home(tmp_path_factory, small_tiny_base_folder):
     home = tmp_path_factory.getbasetemp() / "home"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SIM2REAL_EDIT_HOME", str(home))
+        # module-scoped fixtures (Ray workers too) need the session base before any function fixture runs
+        patch.setenv("SIM2REAL_EDIT_TINY_BASE", str(small_tiny_base_folder))
         yield home
 
 
