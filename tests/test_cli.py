@@ -98,8 +98,13 @@ def test_ctrl_c_ends_with_one_line_saying_what_was_saved(capsys):
         signal.raise_signal(signal.SIGINT)
         time.sleep(30)  # never reached: the signal interrupts here
 
-    with pytest.raises(SystemExit) as ended:
-        cli.run_main(interrupted_main, [])
+    # Python's own Ctrl-C handler, also when the suite runs in the background (whose shell ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.run_main(interrupted_main, [])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert ended.value.code == 130
     assert capsys.readouterr().err == (
         "interrupted (Ctrl-C): 3 things are saved in RUN; run the same command again to continue\n")
