@@ -720,7 +720,8 @@ def _write_model_card(output: Path, config: TrainConfig, style, log: list[dict],
         "",
     ]
     if config.preset == "tiny":
-        lines.insert(2, "**Tiny preset: random-weight model and judges. This demonstrates the machinery only.**\n")
+        lines.insert(2, f"**Tiny preset (base `{config.base}`, {config.feedback.judges} judges): a CPU miniature on "
+                        "the stand-in, not a specialist for real frames.**\n")
     (output / "README.md").write_text("\n".join(lines))
 
 
