@@ -143,6 +143,23 @@ def tiny_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
 
 
+def tiny_text_encoder(tokenizer: CLIPTokenizer, hidden_size: int, intermediate_size: int) -> CLIPTextModel:
+    """A two-layer CLIP text encoder of toy width over `tokenizer`'s vocabulary (random weights)."""
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=intermediate_size,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+
+
 def tiny_base_components(seed: int = 0) -> BaseComponents:
     """A random-weight InstructPix2Pix stack with SD-1.5's structure at toy width (runs in ms on a CPU).
 
@@ -155,19 +172,7 @@ def tiny_base_components(seed: int = 0) -> BaseComponents:
     torch.manual_seed(seed)
     try:
         tokenizer = tiny_tokenizer(model_max_length=48)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=tokenizer.model_max_length,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = tiny_text_encoder(tokenizer, hidden_size=32, intermediate_size=37)
         unet = UNet2DConditionModel(
             sample_size=8,
             in_channels=8,

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
 
 from .components import (
     SD15_SCHEDULER,
     TINY_TRAINED_BASE,
     BaseComponents,
     load_base_components,
+    tiny_text_encoder,
     tiny_tokenizer,
 )
 from .textures import TEXTURE_PRESETS, generate_texture
@@ -104,19 +104,7 @@ def tiny_architecture(config: TinyBaseConfig = TinyBaseConfig()) -> BaseComponen
     torch.manual_seed(config.seed)
     try:
         tokenizer = tiny_tokenizer(model_max_length=48)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=config.text_dim,
-                intermediate_size=2 * config.text_dim,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=tokenizer.model_max_length,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = tiny_text_encoder(tokenizer, hidden_size=config.text_dim, intermediate_size=2 * config.text_dim)
         blocks = len(config.vae_channels)
         vae = AutoencoderKL(
             in_channels=3,
@@ -186,6 +174,18 @@ def _gradients(pixels: torch.Tensor) -> torch.Tensor:
                       (pixels[..., :, 1:] - pixels[..., :, :-1]).flatten(1)], dim=1)
 
 
+def _optimizer(module: torch.nn.Module, learning_rate: float, steps: int):
+    """AdamW without weight decay and its learning-rate schedule (`_schedule`) over `steps`."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=learning_rate, weight_decay=0.0)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, steps))
+
+
+@torch.no_grad()
+def _latent_means(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
+    """The posterior means of `pixels` ([-1, 1], NCHW), encoded 64 at a time."""
+    return torch.cat([vae.encode(chunk).latent_dist.mean for chunk in pixels.split(64)])
+
+
 def _schedule(step: int, total: int) -> float:
     """Constant learning rate, then a linear decay to zero over the last 30% of the steps."""
     decay_from = int(0.7 * total)
@@ -205,8 +205,7 @@ def train_vae(vae: AutoencoderKL, frames: np.ndarray, config: TinyBaseConfig, pr
 
     generator = torch.Generator().manual_seed(config.seed)
     pixels = _unit_pixels(frames)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, config.vae_steps))
+    optimizer, scheduler = _optimizer(vae, config.vae_learning_rate, config.vae_steps)
     vae.train()
     bar = tqdm(range(config.vae_steps), desc="tiny base: VAE", disable=not progress)
     for _ in bar:
@@ -224,9 +223,7 @@ def train_vae(vae: AutoencoderKL, frames: np.ndarray, config: TinyBaseConfig, pr
         scheduler.step()
         bar.set_postfix(loss=f"{loss.item():.4f}")
     vae.eval()
-    with torch.no_grad():
-        means = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in pixels.split(64)])
-    vae.register_to_config(scaling_factor=float(1.0 / means.std()))
+    vae.register_to_config(scaling_factor=float(1.0 / _latent_means(vae, pixels).std()))
 
 
 def train_unet(components: BaseComponents, frames: np.ndarray, config: TinyBaseConfig, progress: bool = True) -> None:
@@ -235,18 +232,17 @@ def train_unet(components: BaseComponents, frames: np.ndarray, config: TinyBaseC
 
     unet, vae = components.unet, components.vae
     generator = torch.Generator().manual_seed(config.seed + 1)
+    # The posterior's mean, not a sample: the target is then exactly the condition, and an unpredictable
+    # sampling noise in the target would dominate the loss at low noise levels.
+    means = _latent_means(vae, _unit_pixels(frames))
     with torch.no_grad():
-        # The posterior's mean, not a sample: the target is then exactly the condition, and an unpredictable
-        # sampling noise in the target would dominate the loss at low noise levels.
-        means = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in _unit_pixels(frames).split(64)])
         prompts = ["", *(f"make the cupboard out of {m}" for m in TRAINING_MATERIALS)]
         tokens = components.tokenizer(prompts, padding="max_length", max_length=components.tokenizer.model_max_length,
                                       truncation=True, return_tensors="pt").input_ids
         prompt_embeds = components.text_encoder(tokens)[0]
     scale = vae.config.scaling_factor
     noise_schedule = DDPMScheduler.from_config(components.scheduler_config)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.unet_learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _schedule(step, config.unet_steps))
+    optimizer, scheduler = _optimizer(unet, config.unet_learning_rate, config.unet_steps)
     unet.train()
     bar = tqdm(range(config.unet_steps), desc="tiny base: UNet", disable=not progress)
     for _ in bar:
