@@ -49,7 +49,7 @@ class MeanColourEmbedder(PatchEmbedder):
         return F.adaptive_avg_pool2d(pixels * 2 - 1, self.grid)
 
 
-class ColourStatisticsEmbedder(PatchEmbedder):
+class ColourStatisticsEmbedder(MeanColourEmbedder):
     """Mean colour and local contrast (standard deviation over a small window) per patch, plus a constant.
 
     The constant makes cosine distance a colour distance: with it, (x, c) and (y, c) have 1 - cos close to
@@ -59,15 +59,10 @@ class ColourStatisticsEmbedder(PatchEmbedder):
 
     def __init__(self, grid: int = 16, window: int = 5, contrast_scale: float = 4.0, constant: float = 1.0,
                  device: torch.device | str = "cpu"):
-        self.grid = grid
+        super().__init__(grid, device)
         self.window = window
         self.contrast_scale = contrast_scale
         self.constant = constant
-        self._device = torch.device(device)
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         pad = self.window // 2
