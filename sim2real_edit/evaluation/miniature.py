@@ -24,7 +24,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,7 @@ class Miniature:
 
     def eval_config(self, **overrides: Any) -> EvalConfig:
         """The tiny preset's evaluation: the CNN checkpoints in the plain and both edited simulators."""
+        trained = self.specialist_config()
         values: dict[str, Any] = {
             "policies": cnn_policies(self.policies.checkpoints, real_world_table=self.policies.table),
             "real_world_table": str(self.policies.table),
@@ -119,8 +120,8 @@ class Miniature:
             "trials": self.settings.trials,
             "seeds": self.settings.seeds,
             "max_episode_steps": self.settings.max_episode_steps,
-            "edit_steps": self.specialist_config()["num_denoising_steps"],
-            "edit_short_side": self.specialist_config()["short_side"],
+            "edit_steps": trained["num_denoising_steps"],
+            "edit_short_side": trained["short_side"],
             "standin_camera": TINY_CAMERA,
             "artefacts": self.artefacts(),
         }
@@ -240,7 +241,7 @@ def _ensure_specialist(settings, base_report: TinyBaseReport, frames, exemplars,
 def _scorecards(settings: MiniatureSettings, base_report: TinyBaseReport, specialist: Path, control: Path | None,
                 exemplars: list[np.ndarray]) -> list[EditScorecard]:
     """Identity, untrained, control and trained specialist on held-out frames and noise seeds (cached)."""
-    from sim2real_edit.feedback import Feedback
+    from sim2real_edit.feedback import Feedback, FeedbackConfig
     from sim2real_edit.specialist import EditSpecialist
 
     cache = tiny_home() / "miniature" / "scorecard.json"
@@ -253,8 +254,6 @@ def _scorecards(settings: MiniatureSettings, base_report: TinyBaseReport, specia
     config = json.loads((specialist / "train_config.json").read_text())
     steps = config["num_denoising_steps"]
     frames, masks = stand_in_frames(settings.scorecard_frames, seed=settings.base.seed + 30_000)
-    from sim2real_edit.feedback import FeedbackConfig
-
     feedback = Feedback.from_config(FeedbackConfig(**config["feedback"]), device="cpu")
     trained = EditSpecialist.from_pretrained(specialist=specialist)
     methods = [("identity", identity_edit),
@@ -301,7 +300,8 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
     from envs.tiny_base import tiny_camera_config
 
     trained = miniature.specialist_config()  # the evaluation's edits: the specialist's steps and size
-    settings = EditSettings(num_steps=trained["num_denoising_steps"], short_side=trained["short_side"])
+    settings = EditSettings(num_steps=trained["num_denoising_steps"], short_side=trained["short_side"],
+                            composite=False)  # whole-frame edits; the composited row is made from them below
     editor = load_editor(miniature.settings.style, preset="tiny", specialist=miniature.specialist, settings=settings)
     rows = {"simulator": [], "edited": [], "edited+composited": [], "real world": []}
     for index, pose in enumerate(poses):
@@ -309,9 +309,7 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
         real = DrawerStandIn(task, pose, config=tiny_camera_config(), appearance="real")
         frame = sim.reset(seed=index)[0]["image"]["overhead_camera"]["rgb"]
         mask = sim.cabinet_mask()
-        edited = replace(editor.settings, composite=False)
-        whole = type(editor)(editor.specialist, editor.style_image, edited, editor.instruction).edit(
-            frame[None], [index])[0]
+        whole = editor.edit(frame[None], [index])[0]
         rows["simulator"].append(frame)
         rows["edited"].append(whole)
         rows["edited+composited"].append(composite(frame[None], whole[None], mask[None], editor.settings.feather)[0])

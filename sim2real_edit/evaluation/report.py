@@ -113,7 +113,7 @@ class SeedSpread:
 
     @property
     def mmrv_sd(self) -> float:
-        return float(np.std(self.mmrv, ddof=1)) if len(self.mmrv) > 1 else float("nan")
+        return _sample_sd(self.mmrv)
 
     @property
     def pearson_r_mean(self) -> float:
@@ -121,12 +121,17 @@ class SeedSpread:
 
     @property
     def pearson_r_sd(self) -> float:
-        return float(np.std(self.pearson_r, ddof=1)) if len(self.pearson_r) > 1 else float("nan")
+        return _sample_sd(self.pearson_r)
 
     def to_json(self) -> dict[str, Any]:
         return {"mmrv": list(self.mmrv), "pearson_r": list(self.pearson_r), "mmrv_mean": self.mmrv_mean,
                 "mmrv_sd": _json_number(self.mmrv_sd), "pearson_r_mean": self.pearson_r_mean,
                 "pearson_r_sd": _json_number(self.pearson_r_sd)}
+
+
+def _sample_sd(values: tuple[float, ...]) -> float:
+    """Standard deviation with Bessel's correction; NaN for fewer than two values."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
 @dataclass(frozen=True)
