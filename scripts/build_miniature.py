@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from sim2real_edit.evaluation.miniature import MiniatureSettings, build_miniature
+    from evaluation.miniature import MiniatureSettings, build_miniature
 
     settings = MiniatureSettings.small() if args.small else MiniatureSettings()
     miniature = build_miniature(settings, progress=not args.no_progress)

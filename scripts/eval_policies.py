@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    from sim2real_edit.evaluation import config as evaluation
+    from evaluation import config as evaluation
     from sim2real_edit.styles import StyleRegistry
 
     overrides: dict[str, Any] = {}
@@ -111,7 +111,7 @@ def build_config(args: argparse.Namespace):
         overrides["urdf_versions"] = evaluation.select_urdf_versions(args.urdf_versions)
     if args.preset == "tiny":
         if "policies" not in overrides:  # the miniature: its CNN policies, real world and specialist
-            from sim2real_edit.evaluation.miniature import (
+            from evaluation.miniature import (
                 MINIATURE_EXECUTION,
                 MiniatureSettings,
                 build_miniature,
@@ -126,7 +126,7 @@ def build_config(args: argparse.Namespace):
 def resolve_policies(entries: list[str]):
     """Scripted policy names become scripted stand-ins; anything else is an RT-1 checkpoint folder."""
     from policies.scripted import GRADED_SKILLS
-    from sim2real_edit.evaluation.config import graded_stand_ins, rt1_policies
+    from evaluation.config import graded_stand_ins, rt1_policies
 
     specs = []
     for entry in entries:
@@ -137,7 +137,7 @@ def resolve_policies(entries: list[str]):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from sim2real_edit.evaluation import run_evaluation, write_report
+    from evaluation import run_evaluation, write_report
 
     if args.report:
         report = write_report(args.report)
@@ -157,13 +157,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.ray is None:
         summary = run_evaluation(config, run_dir, execution)
     else:
-        from sim2real_edit.evaluation.distributed import RayOptions, run_evaluation_on_ray
+        from evaluation.distributed import RayOptions, run_evaluation_on_ray
 
         ray_options = RayOptions(address=args.ray or None, num_workers=args.ray_workers,
                                  gpus_per_worker=args.ray_gpus_per_worker)
         summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
     if miniature is not None:
-        from sim2real_edit.evaluation.miniature import write_miniature_summary
+        from evaluation.miniature import write_miniature_summary
 
         write_miniature_summary(miniature, run_dir)
     report = write_report(run_dir)

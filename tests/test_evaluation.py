@@ -18,7 +18,7 @@ from envs.standin import DrawerStandIn
 from envs.trial_env import DrawerTrialEnv, parse_trial
 from policies.base import PolicyStep
 from policies.scripted import ScriptedDrawerPolicy
-from sim2real_edit.evaluation import (
+from evaluation import (
     ConfigMismatchError,
     ExecutionOptions,
     ResultStore,
@@ -28,10 +28,10 @@ from sim2real_edit.evaluation import (
     tiny_config,
     write_report,
 )
-from sim2real_edit.evaluation.config import select_urdf_versions, spread_trials
-from sim2real_edit.evaluation.report import write_plots
-from sim2real_edit.evaluation.results import DATABASE_NAME
-from sim2real_edit.evaluation.runner import (
+from evaluation.config import select_urdf_versions, spread_trials
+from evaluation.report import write_plots
+from evaluation.results import DATABASE_NAME
+from evaluation.runner import (
     PendingEpisode,
     _final_value,
     episode_reset_seed,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sim2real_edit.evaluation.miniature import MINIATURE_JSON, SIDE_BY_SIDE, MiniatureSettings
+from evaluation.miniature import MINIATURE_JSON, SIDE_BY_SIDE, MiniatureSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = MiniatureSettings.small()

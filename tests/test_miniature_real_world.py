@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from policies.cnn import CNNPolicy, CNNPolicyConfig
-from sim2real_edit.evaluation import EvalConfig, ExecutionOptions, build_report, run_evaluation, tiny_config
-from sim2real_edit.evaluation.config import CNN, cnn_policies, graded_stand_ins
-from sim2real_edit.evaluation.miniature_real_world import (
+from evaluation import EvalConfig, ExecutionOptions, build_report, run_evaluation, tiny_config
+from evaluation.config import CNN, cnn_policies, graded_stand_ins
+from evaluation.miniature_real_world import (
     TinyPolicySettings,
     build_tiny_policies,
     measure_real_world,
@@ -131,7 +131,7 @@ def test_the_report_compares_with_the_configs_table(tmp_path):
 
 def test_cnn_policy_specs_need_a_checkpoint():
     with pytest.raises(ValueError, match="checkpoint folder"):
-        from sim2real_edit.evaluation import PolicySpec
+        from evaluation import PolicySpec
 
         PolicySpec("cnn-x", CNN)
 

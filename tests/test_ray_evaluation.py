@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 
 from envs.protocol import URDF_VERSIONS
-from sim2real_edit.evaluation import (
+from evaluation import (
     ExecutionOptions,
     ResultStore,
     graded_stand_ins,
     run_evaluation,
     tiny_config,
 )
-from sim2real_edit.evaluation.config import select_trials
-from sim2real_edit.evaluation.distributed import RayEvaluation, RayOptions, plan_units, worker_layout
-from sim2real_edit.evaluation.results import DATABASE_NAME
+from evaluation.config import select_trials
+from evaluation.distributed import RayEvaluation, RayOptions, plan_units, worker_layout
+from evaluation.results import DATABASE_NAME
 
 pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
 

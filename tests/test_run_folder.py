@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from sim2real_edit.evaluation import (
+from evaluation import (
     ConfigMismatchError,
     ExecutionOptions,
     ResultStore,
@@ -27,8 +27,8 @@ from sim2real_edit.evaluation import (
     tiny_config,
     write_report,
 )
-from sim2real_edit.evaluation.results import DATABASE_NAME
-from sim2real_edit.evaluation.run_folder import (
+from evaluation.results import DATABASE_NAME
+from evaluation.run_folder import (
     NotARunFolderError,
     RunFolderBusyError,
     RunFolderLock,
@@ -82,7 +82,7 @@ def script_waiting_at_a_barrier(arguments: list[str], barrier: Path) -> str:
     return (
         "import pathlib, runpy, sys, time\n"
         "import torch\ntorch.set_num_threads(1)\n"
-        "import envs, policies.scripted, sim2real_edit.evaluation.runner\n"
+        "import envs, policies.scripted, evaluation.runner\n"
         "print('ready', flush=True)\n"
         f"barrier = pathlib.Path({str(barrier)!r})\n"
         "while not barrier.exists():\n    time.sleep(0.002)\n"
@@ -127,7 +127,7 @@ def test_two_runs_started_together_on_one_folder_leave_one_config_and_run_each_e
 
 def test_a_killed_holder_releases_the_lock(tmp_path, isolated_home):
     holder = start_python(
-        "import sys, time\nfrom sim2real_edit.evaluation.run_folder import RunFolderLock\n"
+        "import sys, time\nfrom evaluation.run_folder import RunFolderLock\n"
         f"lock = RunFolderLock.acquire({str(tmp_path)!r})\nprint('held', flush=True)\ntime.sleep(600)\n",
         isolated_home)
     try:
@@ -179,7 +179,7 @@ def test_a_run_that_fails_before_its_first_episode_leaves_no_run_folder(tmp_path
         raise SimulatedFailure("policies failed to load")
 
     with monkeypatch.context() as patch:
-        patch.setattr("sim2real_edit.evaluation.runner.load_process_policies", failing_load)
+        patch.setattr("evaluation.runner.load_process_policies", failing_load)
         with pytest.raises(SimulatedFailure):
             run_evaluation(small_config(), tmp_path / "new", SYNC)
         assert not (tmp_path / "new").exists()

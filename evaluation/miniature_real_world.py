@@ -2,7 +2,7 @@
 stand-in's miniature real world (`envs.appearance`, ``appearance="real"``), saved at graded checkpoints of one
 training run, and their success rates measured there and written as that world's real-world table.
 
-    from sim2real_edit.evaluation.miniature_real_world import build_tiny_policies
+    from evaluation.miniature_real_world import build_tiny_policies
     built = build_tiny_policies(tiny_home() / "policies")     # cached: reruns skip what exists
     built.checkpoints    # checkpoint folders, least trained first
     built.table          # real_world.yaml in the format of configs/real_world.yaml

@@ -1,7 +1,7 @@
 """The evaluation harness: policies x protocol trials x seeds x visual domains, stored episode by episode,
 reported as success rates with confidence intervals and as MMRV / Pearson r against the real world.
 
-    from sim2real_edit.evaluation import tiny_config, run_evaluation, write_report
+    from evaluation import tiny_config, run_evaluation, write_report
     config = tiny_config()
     run_evaluation(config, "runs/tiny", TINY_EXECUTION)  # resumable: rerun to continue
     write_report("runs/tiny")
