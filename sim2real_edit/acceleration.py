@@ -322,12 +322,3 @@ def uint8_frames(pixels: torch.Tensor, pin_memory: bool) -> np.ndarray:
     if pin_memory:
         torch.cuda.current_stream(frames.device).synchronize()
     return host.numpy()
-
-
-def in_chunks(
-    function: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, size: int | None
-) -> torch.Tensor:
-    """`function(batch)`, evaluated on at most `size` rows at a time (all at once when `size` is None)."""
-    if size is None or batch.shape[0] <= size:
-        return function(batch)
-    return torch.cat([function(chunk) for chunk in batch.split(size)])

@@ -25,10 +25,10 @@ from .acceleration import (
     InferenceOptions,
     accelerate_specialist,
     draw_step_noise,
-    in_chunks,
     model_pixels,
     uint8_frames,
 )
+from .chunking import map_in_chunks
 from .components import DEFAULT_BASE, BaseComponents, is_tiny_base, load_base_components, tiny_base_components
 from .guidance import GuidanceScales, combine_guidance
 from .images import (
@@ -475,13 +475,16 @@ class EditSpecialist:
             pixels = model_pixels(images, self.device, self.vae.dtype, pin_memory=True)
         else:
             pixels = to_model_pixels(images, self.device, self.vae.dtype)
-        return in_chunks(lambda chunk: self.vae.encode(chunk).latent_dist.mode(), pixels,
-                         self.inference.vae_batch_size)
+        return map_in_chunks(
+            lambda chunk: self.vae.encode(chunk).latent_dist.mode(), pixels, chunk_size=self.inference.vae_batch_size
+        )
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
         latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        pixels = in_chunks(lambda chunk: self.vae.decode(chunk).sample, latents, self.inference.vae_batch_size)
+        pixels = map_in_chunks(
+            lambda chunk: self.vae.decode(chunk).sample, latents, chunk_size=self.inference.vae_batch_size
+        )
         if self.inference.pinned_transfers:
             return uint8_frames(pixels, pin_memory=True)
         return to_uint8_images(pixels)

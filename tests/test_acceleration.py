@@ -23,7 +23,6 @@ from sim2real_edit.acceleration import (
     attention_processors,
     compile_arguments,
     draw_step_noise,
-    in_chunks,
     model_pixels,
     uint8_frames,
 )
@@ -154,21 +153,6 @@ def test_host_transfers_round_exactly_like_the_plain_conversions(frames):
     pixels = torch.rand((4, 3, 8, 8), generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2
     pixels[0, 0, 0, :4] = torch.tensor([-1.0, 1.0, 0.0, 2 * (128.5 / 255) - 1])  # ends and a rounding tie
     np.testing.assert_array_equal(uint8_frames(pixels, pin_memory=False), to_uint8_images(pixels))
-
-
-def test_in_chunks_splits_only_when_needed():
-    batch = torch.arange(10.0)
-    calls = []
-
-    def double(chunk: torch.Tensor) -> torch.Tensor:
-        calls.append(len(chunk))
-        return chunk * 2
-
-    torch.testing.assert_close(in_chunks(double, batch, 4), batch * 2)
-    assert calls == [4, 4, 2]
-    calls.clear()
-    in_chunks(double, batch, None)
-    assert calls == [10]
 
 
 def test_optimised_path_keeps_batch_invariance_and_matches_diffusers_pipeline(frames, style):

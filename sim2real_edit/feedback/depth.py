@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from transformers import DepthAnythingForDepthEstimation
 
 from .architectures import DepthSize, depth_anything_v2_config
-from .batching import map_in_chunks
+from ..chunking import map_in_chunks
 from .loading import build_random, load_pretrained, place
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, ImageInput, as_unit_pixels, normalize, resize
 
