@@ -32,8 +32,8 @@ from tqdm.auto import tqdm
 
 from envs.protocol import Trial
 from policies.base import Policy
-
 from sim2real_edit.seeding import derive_seed
+
 from .config import EDITED_COMPOSITED, UNEDITED, EvalConfig, ExecutionOptions, PolicySpec
 from .policy_loading import load_policy
 from .results import EpisodeKey, EpisodeResult, ResultStore

@@ -125,8 +125,8 @@ def build_config(args: argparse.Namespace):
 
 def resolve_policies(entries: list[str]):
     """Scripted policy names become scripted stand-ins; anything else is an RT-1 checkpoint folder."""
-    from policies.scripted import GRADED_SKILLS
     from evaluation.config import graded_stand_ins, rt1_policies
+    from policies.scripted import GRADED_SKILLS
 
     specs = []
     for entry in entries:

@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sim2real_edit.d3po import tiny_config, train
 from evaluation.results import ResultStore
+from sim2real_edit.d3po import tiny_config, train
 from sim2real_edit.feedback import Feedback, FeedbackConfig
 from sim2real_edit.frames import TrainingFrames
 from sim2real_edit.specialist import WEIGHTS_NAME

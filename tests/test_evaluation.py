@@ -16,8 +16,6 @@ from envs.edited import EditedVectorEnv
 from envs.protocol import DEFAULT_URDF_VERSION, DRAWERS, URDF_VERSIONS
 from envs.standin import DrawerStandIn
 from envs.trial_env import DrawerTrialEnv, parse_trial
-from policies.base import PolicyStep
-from policies.scripted import ScriptedDrawerPolicy
 from evaluation import (
     ConfigMismatchError,
     ExecutionOptions,
@@ -38,6 +36,8 @@ from evaluation.runner import (
     make_domain_env,
     run_batch,
 )
+from policies.base import PolicyStep
+from policies.scripted import ScriptedDrawerPolicy
 from sim2real_edit.metrics import agreement_bootstrap, cluster_bootstrap_ci, mmrv, pearson_r
 from sim2real_edit.real_world import real_world_success
 

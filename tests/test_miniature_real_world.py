@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 
-from policies.cnn import CNNPolicy, CNNPolicyConfig
 from evaluation import EvalConfig, ExecutionOptions, build_report, run_evaluation, tiny_config
 from evaluation.config import CNN, cnn_policies, graded_stand_ins
 from evaluation.miniature_real_world import (
@@ -18,6 +17,7 @@ from evaluation.miniature_real_world import (
     measure_real_world,
     write_real_world_table,
 )
+from policies.cnn import CNNPolicy, CNNPolicyConfig
 from sim2real_edit.real_world import RealWorldSuccess, checkpoint_policy_names, real_world_success
 
 SMALL = TinyPolicySettings.small()

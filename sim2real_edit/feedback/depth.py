@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from transformers import DepthAnythingForDepthEstimation
 
-from .architectures import DepthSize, depth_anything_v2_config
 from ..chunking import map_in_chunks
+from .architectures import DepthSize, depth_anything_v2_config
 from .loading import build_random, load_pretrained, place
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, ImageInput, as_unit_pixels, normalize, resize
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPVisionModel, Dinov2Model, PreTrainedModel
 
-from .architectures import Size, clip_vision_config, dinov2_config
 from ..chunking import map_in_chunks
+from .architectures import Size, clip_vision_config, dinov2_config
 from .loading import build_random, load_pretrained, place
 from .pixels import (
     CLIP_MEAN,

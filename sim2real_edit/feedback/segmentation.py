@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoTokenizer, GroundingDinoForObjectDetection, PreTrainedTokenizerBase, Sam2Model
 
-from .architectures import Size, grounding_dino_config, sam2_config, word_piece_tokenizer
 from ..chunking import map_in_chunks
+from .architectures import Size, grounding_dino_config, sam2_config, word_piece_tokenizer
 from .loading import build_random, load_pretrained, place
 from .mask_cache import MaskCache
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, ImageInput, as_unit_pixels, content_hashes, normalize, resize
