@@ -32,18 +32,18 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from sim2real_edit import cli
-from sim2real_edit.acceleration import InferenceOptions, attention_processors, draw_step_noise
-from sim2real_edit.components import BaseComponents, random_sd15_components, tiny_base_components
-from sim2real_edit.guidance import GuidanceScales
-from sim2real_edit.specialist import EditSpecialist
+
+if TYPE_CHECKING:  # torch, diffusers and the specialist load in `run`, so that --help answers at once
+    import numpy as np
+    import torch
+
+    from sim2real_edit.acceleration import InferenceOptions
+    from sim2real_edit.components import BaseComponents
+    from sim2real_edit.specialist import EditSpecialist
 
 INSTRUCTION = "make the cupboard out of wood"
 STOCK_GUIDANCE = {"guidance_scale": 7.5, "image_guidance_scale": 1.5}
@@ -65,6 +65,7 @@ STAGES: tuple[tuple[str, dict], ...] = (
     ("+ torch.compile VAE", {"compile_vae": True}),
 )
 COMPILE_STAGES = {"+ torch.compile UNet", "+ torch.compile VAE"}
+OPTIMISED_NAME = "optimised editor"
 
 
 @dataclass
@@ -115,11 +116,34 @@ PRESETS = {
 }
 
 
+# ------------------------------------------------------------------------------------------- main flow
+
+
+def run(config: BenchConfig, json_path: Path | None) -> dict:
+    """Every measurement in order; the results so far are written to `json_path` after each one."""
+    bench = start_bench(config, json_path)
+    editor = build_editor(config, bench.device)
+    stock_call = build_stock_call(config, bench.device, editor.frames[0])
+    count_flops_and_ceiling(bench, editor, stock_call)
+    time_stock_pipeline(bench, stock_call)
+    del stock_call  # frees the stock pipeline's memory
+    float32_outputs = measure_float32_reference(bench, editor)
+    plain_outputs = time_ablation(bench, editor)
+    time_optimised_batch_sizes(bench, editor)
+    time_vae(bench, editor)
+    check_optimised_outputs(bench, editor, float32_outputs, plain_outputs)
+    return bench.results
+
+
+# ------------------------------------------------------------------------------- what the phases share
+
+
 @dataclass
 class Bench:
     """The results so far, written to JSON after every measurement."""
 
     config: BenchConfig
+    device: torch.device
     json_path: Path | None
     started: float = field(default_factory=time.perf_counter)
     results: dict = field(default_factory=dict)
@@ -133,11 +157,331 @@ class Bench:
             self.json_path.parent.mkdir(parents=True, exist_ok=True)
             self.json_path.write_text(json.dumps(self.results, indent=2, default=str) + "\n")
 
+    def timing_row(
+        self, name: str, batch: int, times: list[float], options: str, step_times: list[float] | None
+    ) -> dict:
+        """One row of the table: frames/s against the baseline and the FLOP ceiling (and the UNet alone)."""
+        flops = self.results["flops"]
+        median = median_seconds(times)
+        fps = batch / median
+        baseline = self.results.get("baseline", {}).get("frames_per_s")
+        row = {
+            "name": name,
+            "batch": batch,
+            "frames_per_s": fps,
+            "x_baseline": fps / baseline if baseline else None,
+            "flop_ceiling_fraction": fps * flops["editor_per_frame"] / (self.results["peak_tflops"] * 1e12),
+            "median_s": median,
+            "runs_s": times,
+            "options": options,
+            "status": "ok",
+        }
+        if step_times:
+            step = median_seconds(step_times)
+            row["unet_image_steps_per_s"] = batch / step
+            row["unet_tflops"] = batch * flops["unet_step_per_frame"] / step / 1e12
+        return row
 
-# ---------------------------------------------------------------------------------------------- models
+
+def skipped_row(name: str, batch: int, status: str) -> dict:
+    return {"name": name, "batch": batch, "frames_per_s": None, "status": status}
+
+
+@dataclass
+class EditorWorkload:
+    """The editing specialist under test and the random frames it edits (speed does not depend on them)."""
+
+    model: EditSpecialist
+    frames: np.ndarray  # as many as the largest batch
+    style: np.ndarray
+    config: BenchConfig
+
+    def edit_call(self, batch: int) -> Callable[[], object]:
+        frames, seeds = self.frames[:batch], list(range(batch))
+        return lambda: self.model.edit(
+            frames, self.style, INSTRUCTION, num_steps=self.config.num_steps, guidance=self.config.guidance,
+            seed=seeds,
+        )
+
+    def unet_step_call(self, batch: int) -> Callable[[], torch.Tensor]:
+        """One guided denoising step as the sampling loop makes it under the model's current options."""
+        import torch
+
+        from sim2real_edit.guidance import GuidanceScales
+
+        model = self.model
+        cond = model.condition(self.frames[:batch], self.style, INSTRUCTION)
+        sampler = model.make_sampler(num_steps=self.config.num_steps)
+        inputs = model.guidance_inputs(cond) if model.inference.cache_conditioning else None
+        generator = torch.Generator().manual_seed(0)
+        latents = (torch.randn(cond.image_latents.shape, generator=generator) * sampler.init_noise_sigma).to(
+            model.device
+        )
+        guidance = GuidanceScales.parse(self.config.guidance)
+
+        @torch.no_grad()  # as in sampling: a compiled UNet would recompile for another grad mode
+        def step() -> torch.Tensor:
+            return model.guided_noise(
+                latents, sampler, 0, cond, guidance, inputs=inputs, unet=model.compiled.unet
+            )
+
+        return step
+
+    def vae_round_trip_call(self, batch: int) -> Callable[[], object]:
+        model, frames = self.model, self.frames[:batch]
+        return lambda: model.decode_latents(model.encode_images(frames) * model.vae.config.scaling_factor)
+
+    def checked_outputs(self) -> dict:
+        """The edit's final latents, one guided step's noise and the decoded frames, on fixed seeds."""
+        import torch
+
+        batch = self.config.check_batch
+        seeds = [1000 + i for i in range(batch)]
+        with torch.no_grad():
+            cond = self.model.condition(self.frames[:batch], self.style, INSTRUCTION)
+            latents, _ = self.model.sample(
+                cond, seed=seeds, num_steps=self.config.num_steps, guidance=self.config.guidance
+            )
+            eps = self.unet_step_call(batch)()
+        return {
+            "latents": latents.float().cpu(),
+            "eps": eps.float().cpu(),
+            "frames": self.model.decode_latents(latents),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- phases
+
+
+def start_bench(config: BenchConfig, json_path: Path | None) -> Bench:
+    """Checks the device and starts the clock, once the libraries have loaded (their import is not timed)."""
+    import diffusers
+    import torch
+
+    import sim2real_edit.specialist  # noqa: F401 - with transformers, before the clock starts
+
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            "no CUDA device here: run `python scripts/bench_editor.py --preset tiny` for the CPU "
+            "smoke test, or pass --device cpu to time SD-1.5 shapes on the CPU (very slow)"
+        )
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    bench = Bench(config, device, json_path)
+    bench.results.update(
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        torch=torch.__version__,
+        diffusers=diffusers.__version__,
+        config=asdict(config),
+        rows=[],
+    )
+    return bench
+
+
+def build_editor(config: BenchConfig, device: torch.device) -> EditorWorkload:
+    import numpy as np
+
+    from sim2real_edit.specialist import EditSpecialist
+
+    rng = np.random.default_rng(0)
+    largest = max((*config.batch_sizes, config.ablation_batch, config.check_batch))
+    frames = rng.integers(0, 256, size=(largest, config.image_size, config.image_size, 3), dtype=np.uint8)
+    style = rng.integers(0, 256, size=(config.image_size, config.image_size, 3), dtype=np.uint8)
+    return EditorWorkload(EditSpecialist(build_components(config, device, seed=1)), frames, style, config)
+
+
+def build_stock_call(config: BenchConfig, device: torch.device, frame: np.ndarray) -> Callable[[], object]:
+    """The stock InstructPix2Pix pipeline editing one frame per call, as a naive wrapper around diffusers'
+    pipeline would."""
+    import torch
+    from PIL import Image
+
+    from sim2real_edit.acceleration import HALF_DTYPES
+
+    pipe = build_components(config, device, seed=0).instruct_pix2pix_pipeline()
+    if config.dtype is not None:
+        pipe.to(dtype=HALF_DTYPES[config.dtype])
+    image = Image.fromarray(frame)
+    return lambda: pipe(
+        INSTRUCTION,
+        image=image,
+        num_inference_steps=config.num_steps,
+        output_type="np",
+        generator=torch.Generator().manual_seed(0),
+        **STOCK_GUIDANCE,
+    )
+
+
+def count_flops_and_ceiling(bench: Bench, editor: EditorWorkload, stock_call: Callable[[], object]) -> None:
+    """FLOPs per edited frame over the device's rate (a measured matmul, or --peak-tflops): the ceiling."""
+    import torch
+
+    from sim2real_edit.acceleration import HALF_DTYPES
+
+    config, model = bench.config, editor.model
+    step_flops = count_flops(editor.unet_step_call(1))
+    encode_flops = count_flops(lambda: model.encode_images(editor.frames[:1]))
+    latent = model.encode_images(editor.frames[:1]) * model.vae.config.scaling_factor
+    decode_flops = count_flops(lambda: model.decode_latents(latent))
+    editor_flops = config.num_steps * step_flops + encode_flops + decode_flops
+    bench.results["flops"] = {
+        "unet_step_per_frame": step_flops,  # four guidance branches
+        "vae_encode_per_frame": encode_flops,
+        "vae_decode_per_frame": decode_flops,
+        "editor_per_frame": editor_flops,  # text and style latents are cached per style: not counted
+        "stock_pipeline_per_frame": count_flops(stock_call),
+    }
+    device_name = bench.results["device"]
+    measured = measure_matmul_tflops(bench.device, HALF_DTYPES.get(config.dtype, torch.float32))
+    bench.results.update(
+        matmul_tflops_measured=measured,
+        spec_tflops=next((tflops for gpu, tflops in SPEC_TFLOPS.items() if gpu in device_name), None),
+        peak_tflops=config.peak_tflops or measured,
+        peak_source="--peak-tflops" if config.peak_tflops else f"measured {config.dtype or 'float32'} matmul",
+    )
+    bench.results["ceiling_frames_per_s"] = bench.results["peak_tflops"] * 1e12 / editor_flops
+    log(
+        f"{device_name}: {flop_text(editor_flops)} per edited frame, "
+        f"peak {flop_text(bench.results['peak_tflops'] * 1e12)}"
+        f"/s ({bench.results['peak_source']}): ceiling {bench.results['ceiling_frames_per_s']:.1f} frames/s"
+    )
+    bench.save()
+
+
+def time_stock_pipeline(bench: Bench, stock_call: Callable[[], object]) -> None:
+    """The baseline: the stock pipeline, one frame per call."""
+    times = timed(stock_call, bench.device, bench.config.warmup, bench.config.baseline_runs)
+    fps = 1 / median_seconds(times)
+    bench.results["baseline"] = {
+        "name": "stock InstructPix2Pix pipeline, 1 frame/call",
+        "frames_per_s": fps,
+        "runs_s": times,
+        "flop_ceiling_fraction": fps
+        * bench.results["flops"]["stock_pipeline_per_frame"]
+        / (bench.results["peak_tflops"] * 1e12),
+    }
+    log(f"baseline: {fps:.2f} frames/s")
+    bench.save()
+
+
+def measure_float32_reference(bench: Bench, editor: EditorWorkload) -> dict:
+    """The untouched float32 model, before any path is switched on: its outputs (the reference of the
+    correctness check), its speed when the ablation runs in half precision, and its attention processors."""
+    from sim2real_edit.acceleration import attention_processors
+
+    config = bench.config
+    float32_outputs = editor.checked_outputs()
+    if config.dtype is not None:
+        batch = config.float32_batch
+        times = timed(editor.edit_call(batch), bench.device, config.warmup, config.ablation_runs)
+        bench.results["rows"].append(bench.timing_row("plain eager float32", batch, times, "float32", None))
+    checks = bench.results.setdefault("checks", {})
+    checks["noise_stream_exact"] = check_noise_stream()
+    checks["attention_processors"] = attention_processors(editor.model)
+    return float32_outputs
+
+
+def time_ablation(bench: Bench, editor: EditorWorkload) -> dict | None:
+    """Switches the stages' paths on one after another and times each at the ablation batch; a stage that
+    fails is a result and is switched off again. Returns the plain eager outputs (None if no stage ran)."""
+    from sim2real_edit.acceleration import InferenceOptions
+
+    config, batch = bench.config, bench.config.ablation_batch
+    options = InferenceOptions(
+        dtype=config.dtype,
+        attention="sdpa",
+        compile_mode=config.compile_mode,
+        inductor_options=config.inductor_options,
+    )
+    plain_outputs = None
+    for stage, switches in STAGES:
+        if stage in COMPILE_STAGES and not config.compile:
+            continue
+        if bench.over_budget():
+            bench.results["rows"].append(skipped_row(stage, batch, "skipped: time budget"))
+            continue
+        options = replace(options, **switches)
+        log(f"{stage}: timing at batch {batch}" + (" (compiling first)" if stage in COMPILE_STAGES else ""))
+        try:
+            editor.model.optimize(options)
+            if plain_outputs is None:
+                plain_outputs = editor.checked_outputs()
+            bench.results["rows"].append(time_editor(bench, editor, stage, batch, config.ablation_runs))
+            log(f"{stage}: {bench.results['rows'][-1]['frames_per_s']:.2f} frames/s at batch {batch}")
+        except Exception as error:  # noqa: BLE001 - a failing path is a result; later stages still run
+            bench.results["rows"].append(
+                skipped_row(stage, batch, f"failed: {type(error).__name__}: {error}"[:400])
+            )
+            log(f"{stage}: FAILED {type(error).__name__}: {error}")
+            options = switched_off(options, switches)
+            editor.model.optimize(options)
+        bench.save()
+    return plain_outputs
+
+
+def time_optimised_batch_sizes(bench: Bench, editor: EditorWorkload) -> None:
+    """The fully optimised editor at each batch size, the ablation's batch first and then the largest first
+    (batch 1 may compile its own VAE graph); a batch the ablation timed with the same options is reused."""
+    config = bench.config
+    options = editor.model.inference.label()
+    table = {}
+    for batch in sorted(config.batch_sizes, key=lambda b: (b != config.ablation_batch, -b)):
+        timed_already = next(
+            (
+                row
+                for row in bench.results["rows"]
+                if row.get("options") == options and row["batch"] == batch and row["status"] == "ok"
+            ),
+            None,
+        )
+        if timed_already is not None:
+            table[batch] = {**timed_already, "name": OPTIMISED_NAME}
+        elif bench.over_budget():
+            table[batch] = skipped_row(OPTIMISED_NAME, batch, "skipped: time budget")
+        else:
+            table[batch] = time_editor(bench, editor, OPTIMISED_NAME, batch, config.runs)
+            log(f"{OPTIMISED_NAME}: {table[batch]['frames_per_s']:.2f} frames/s at batch {batch}")
+        bench.results["optimised"] = [table[b] for b in sorted(table)]
+        bench.save()
+    bench.results["rows"] += bench.results.pop("optimised")
+
+
+def time_vae(bench: Bench, editor: EditorWorkload) -> None:
+    """The optimised VAE alone: encode and decode at the ablation batch."""
+    config, batch = bench.config, bench.config.ablation_batch
+    times = timed(editor.vae_round_trip_call(batch), bench.device, config.warmup, config.runs)
+    flops = bench.results["flops"]
+    seconds = median_seconds(times)
+    bench.results["vae"] = {
+        "batch": batch,
+        "frames_per_s": batch / seconds,
+        "tflops": batch * (flops["vae_encode_per_frame"] + flops["vae_decode_per_frame"]) / seconds / 1e12,
+        "runs_s": times,
+    }
+
+
+def check_optimised_outputs(
+    bench: Bench, editor: EditorWorkload, float32_outputs: dict, plain_outputs: dict | None
+) -> None:
+    """The optimised outputs against the plain eager and the float32 ones; on CUDA, no sync in the loop."""
+    checks = bench.results["checks"]
+    checks["outputs"] = compare(editor.checked_outputs(), plain_outputs or float32_outputs, float32_outputs)
+    if bench.device.type == "cuda":
+        checks["loop_syncs"] = check_loop_syncs(editor, min(8, len(editor.frames)))
+    bench.save()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
 
 
 def build_components(config: BenchConfig, device: torch.device, seed: int) -> BaseComponents:
+    from sim2real_edit.components import random_sd15_components, tiny_base_components
+
     if config.preset == "tiny":
         components = tiny_base_components(seed)
         for module in (components.unet, components.vae, components.text_encoder):
@@ -146,17 +490,28 @@ def build_components(config: BenchConfig, device: torch.device, seed: int) -> Ba
     return random_sd15_components(seed, device)
 
 
-def stock_pipeline(components: BaseComponents, dtype: torch.dtype):
-    pipe = components.instruct_pix2pix_pipeline()
-    if dtype != torch.float32:
-        pipe.to(dtype=dtype)
-    return pipe
+def switched_off(options: InferenceOptions, switches: dict) -> InferenceOptions:
+    """`options` with the given switches back at their defaults."""
+    defaults = type(options)()
+    return replace(options, **{key: getattr(defaults, key) for key in switches})
 
 
-# ---------------------------------------------------------------------------------------------- timing
+def time_editor(bench: Bench, editor: EditorWorkload, name: str, batch: int, runs: int) -> dict:
+    """A row for the editor under its current options: whole edits, and one UNet step alone."""
+    times = timed(editor.edit_call(batch), bench.device, bench.config.warmup, runs)
+    step_times = timed(editor.unet_step_call(batch), bench.device, 1, bench.config.step_runs)
+    return bench.timing_row(name, batch, times, editor.model.inference.label(), step_times)
+
+
+def median_seconds(times: list[float]) -> float:
+    import numpy as np
+
+    return float(np.median(times))  # numpy's: no runs give nan, not an error
 
 
 def synchronize(device: torch.device) -> None:
+    import torch
+
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -177,14 +532,22 @@ def timed(fn: Callable[[], object], device: torch.device, warmup: int, runs: int
 
 def measure_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
     """The rate of a large matrix product through torch (the practical ceiling for UNet arithmetic)."""
+    import torch
+
     size = 8192 if device.type == "cuda" else 512
     generator = torch.Generator(device=device).manual_seed(0)
     a, b = (torch.randn(size, size, device=device, dtype=dtype, generator=generator) for _ in range(2))
-    seconds = float(np.median(timed(lambda: a @ b, device, warmup=3, runs=10)))
+    seconds = median_seconds(timed(lambda: a @ b, device, warmup=3, runs=10))
     return 2 * size**3 / seconds / 1e12
 
 
-def attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+def attention_flops(
+    query_shape: tuple[int, ...],
+    key_shape: tuple[int, ...],
+    value_shape: tuple[int, ...],
+    *args: Any,
+    **kwargs: Any,
+) -> int:
     """QK^T and PV of scaled_dot_product_attention (what the counter counts for the CUDA kernels)."""
     batch, heads, queries, head_dim = query_shape
     keys, value_dim = key_shape[-2], value_shape[-1]
@@ -192,6 +555,7 @@ def attention_flops(query_shape, key_shape, value_shape, *args, **kwargs) -> int
 
 
 def count_flops(fn: Callable[[], object]) -> int:
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     # the CPU attention kernel has no formula in torch's counter; the CUDA ones do
@@ -202,67 +566,12 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    import torch
+
     value, reference = value.double(), reference.double()
     if not torch.isfinite(value).all():
         return float("inf")
     return float((value - reference).norm() / reference.norm().clamp_min(1e-30))
-
-
-# ---------------------------------------------------------------------------------------------- stages
-
-
-def stock_pipeline_call(pipe, frame: np.ndarray, config: BenchConfig) -> Callable[[], object]:
-    """One frame per call, as a naive wrapper around diffusers' pipeline would edit."""
-    image = Image.fromarray(frame)
-    return lambda: pipe(
-        INSTRUCTION,
-        image=image,
-        num_inference_steps=config.num_steps,
-        output_type="np",
-        generator=torch.Generator().manual_seed(0),
-        **STOCK_GUIDANCE,
-    )
-
-
-def editor_call(model: EditSpecialist, frames: np.ndarray, style: np.ndarray, config: BenchConfig):
-    seeds = list(range(len(frames)))
-    return lambda: model.edit(
-        frames, style, INSTRUCTION, num_steps=config.num_steps, guidance=config.guidance, seed=seeds
-    )
-
-
-def unet_step_call(model: EditSpecialist, frames: np.ndarray, style: np.ndarray, config: BenchConfig):
-    """One guided denoising step as the sampling loop makes it under the model's current options."""
-    cond = model.condition(frames, style, INSTRUCTION)
-    sampler = model.make_sampler(num_steps=config.num_steps)
-    inputs = model.guidance_inputs(cond) if model.inference.cache_conditioning else None
-    generator = torch.Generator().manual_seed(0)
-    latents = (torch.randn(cond.image_latents.shape, generator=generator) * sampler.init_noise_sigma).to(
-        model.device
-    )
-    guidance = GuidanceScales.parse(config.guidance)
-
-    @torch.no_grad()  # as in sampling: a compiled UNet would recompile for another grad mode
-    def step() -> torch.Tensor:
-        return model.guided_noise(
-            latents, sampler, 0, cond, guidance, inputs=inputs, unet=model.compiled.unet
-        )
-
-    return step
-
-
-def check_outputs(model: EditSpecialist, frames: np.ndarray, style: np.ndarray, config: BenchConfig) -> dict:
-    """The edit's final latents, one guided step's noise and the decoded frames, on fixed seeds."""
-    seeds = [1000 + i for i in range(len(frames))]
-    with torch.no_grad():
-        cond = model.condition(frames, style, INSTRUCTION)
-        latents, _ = model.sample(cond, seed=seeds, num_steps=config.num_steps, guidance=config.guidance)
-        eps = unet_step_call(model, frames, style, config)()
-    return {
-        "latents": latents.float().cpu(),
-        "eps": eps.float().cpu(),
-        "frames": model.decode_latents(latents),
-    }
 
 
 def compare(optimised: dict, plain: dict, float32: dict) -> dict:
@@ -270,6 +579,8 @@ def compare(optimised: dict, plain: dict, float32: dict) -> dict:
 
     Passes when the optimised path is no further from float32 than plain half precision is, up to 2x
     (plus 1e-3 relative, the floor where both paths run in float32)."""
+    import numpy as np
+
     result = {}
     for key in ("latents", "eps"):
         plain_error = relative_error(plain[key], float32[key])
@@ -286,6 +597,10 @@ def compare(optimised: dict, plain: dict, float32: dict) -> dict:
 
 def check_noise_stream(shape: tuple[int, ...] = (4, 32, 32), steps: int = 20) -> bool:
     """Pre-drawn noise equals what the step-by-step loop draws from each image's generator."""
+    import torch
+
+    from sim2real_edit.acceleration import draw_step_noise
+
     seeds = [3, 5]
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     step_by_step = torch.stack(
@@ -297,12 +612,13 @@ def check_noise_stream(shape: tuple[int, ...] = (4, 32, 32), steps: int = 20) ->
     return bool(torch.equal(predrawn, step_by_step))
 
 
-def check_loop_syncs(
-    model: EditSpecialist, frames: np.ndarray, style: np.ndarray, config: BenchConfig
-) -> str:
+def check_loop_syncs(editor: EditorWorkload, batch: int) -> str:
     """Runs one sampling call with CUDA's sync debug mode set to error: 'none', or the offending call."""
-    cond = model.condition(frames, style, INSTRUCTION)
-    seeds = list(range(len(frames)))
+    import torch
+
+    model, config = editor.model, editor.config
+    cond = model.condition(editor.frames[:batch], editor.style, INSTRUCTION)
+    seeds = list(range(batch))
     model.sample(cond, seed=seeds, num_steps=config.num_steps, guidance=config.guidance)  # warm
     synchronize(model.device)
     torch.cuda.set_sync_debug_mode("error")
@@ -313,215 +629,6 @@ def check_loop_syncs(
         return f"sync found: {str(error).splitlines()[0][:200]}"
     finally:
         torch.cuda.set_sync_debug_mode("default")
-
-
-def row(
-    name: str, batch: int, times: list[float], bench: Bench, options: str, step_times: list[float] | None
-) -> dict:
-    flops = bench.results["flops"]
-    median = float(np.median(times))
-    fps = batch / median
-    baseline = bench.results.get("baseline", {}).get("frames_per_s")
-    result = {
-        "name": name,
-        "batch": batch,
-        "frames_per_s": fps,
-        "x_baseline": fps / baseline if baseline else None,
-        "flop_ceiling_fraction": fps * flops["editor_per_frame"] / (bench.results["peak_tflops"] * 1e12),
-        "median_s": median,
-        "runs_s": times,
-        "options": options,
-        "status": "ok",
-    }
-    if step_times:
-        step = float(np.median(step_times))
-        result["unet_image_steps_per_s"] = batch / step
-        result["unet_tflops"] = batch * flops["unet_step_per_frame"] / step / 1e12
-    return result
-
-
-def skipped(name: str, batch: int, status: str) -> dict:
-    return {"name": name, "batch": batch, "frames_per_s": None, "status": status}
-
-
-def run(config: BenchConfig, json_path: Path | None) -> dict:
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
-            "no CUDA device here: run `python scripts/bench_editor.py --preset tiny` for the CPU "
-            "smoke test, or pass --device cpu to time SD-1.5 shapes on the CPU (very slow)"
-        )
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    half = {"float16": torch.float16, "bfloat16": torch.bfloat16, None: torch.float32}[config.dtype]
-    bench = Bench(config, json_path)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
-    import diffusers
-
-    bench.results.update(
-        device=name,
-        torch=torch.__version__,
-        diffusers=diffusers.__version__,
-        config=asdict(config),
-        rows=[],
-    )
-    log = partial(print, flush=True)
-
-    rng = np.random.default_rng(0)
-    largest = max((*config.batch_sizes, config.ablation_batch, config.check_batch))
-    frames = rng.integers(0, 256, size=(largest, config.image_size, config.image_size, 3), dtype=np.uint8)
-    style = rng.integers(0, 256, size=(config.image_size, config.image_size, 3), dtype=np.uint8)
-
-    # 1. models, FLOPs, the rate ceiling
-    model = EditSpecialist(build_components(config, device, seed=1))
-    pipe = stock_pipeline(build_components(config, device, seed=0), half)
-    step_flops = count_flops(unet_step_call(model, frames[:1], style, config))
-    encode_flops = count_flops(lambda: model.encode_images(frames[:1]))
-    latent = model.encode_images(frames[:1]) * model.vae.config.scaling_factor
-    decode_flops = count_flops(lambda: model.decode_latents(latent))
-    stock_call = stock_pipeline_call(pipe, frames[0], config)
-    editor_flops = config.num_steps * step_flops + encode_flops + decode_flops
-    bench.results["flops"] = {
-        "unet_step_per_frame": step_flops,  # four guidance branches
-        "vae_encode_per_frame": encode_flops,
-        "vae_decode_per_frame": decode_flops,
-        "editor_per_frame": editor_flops,  # text and style latents are cached per style: not counted
-        "stock_pipeline_per_frame": count_flops(stock_call),
-    }
-    measured = measure_matmul_tflops(device, half)
-    spec = next((v for k, v in SPEC_TFLOPS.items() if k in name), None)
-    bench.results.update(
-        matmul_tflops_measured=measured,
-        spec_tflops=spec,
-        peak_tflops=config.peak_tflops or measured,
-        peak_source="--peak-tflops" if config.peak_tflops else f"measured {config.dtype or 'float32'} matmul",
-    )
-    bench.results["ceiling_frames_per_s"] = bench.results["peak_tflops"] * 1e12 / editor_flops
-    log(
-        f"{name}: {flop_text(editor_flops)} per edited frame, "
-        f"peak {flop_text(bench.results['peak_tflops'] * 1e12)}"
-        f"/s ({bench.results['peak_source']}): ceiling {bench.results['ceiling_frames_per_s']:.1f} frames/s"
-    )
-    bench.save()
-
-    # 2. the stock pipeline, one frame per call
-    times = timed(stock_call, device, config.warmup, config.baseline_runs)
-    fps = 1 / float(np.median(times))
-    bench.results["baseline"] = {
-        "name": "stock InstructPix2Pix pipeline, 1 frame/call",
-        "frames_per_s": fps,
-        "runs_s": times,
-        "flop_ceiling_fraction": fps
-        * bench.results["flops"]["stock_pipeline_per_frame"]
-        / (bench.results["peak_tflops"] * 1e12),
-    }
-    log(f"baseline: {fps:.2f} frames/s")
-    pipe = stock_call = None  # free its memory
-    bench.save()
-
-    # 3. float32 plain outputs and speed (the unoptimised default), then the ablation in half precision
-    float32_outputs = check_outputs(model, frames[: config.check_batch], style, config)
-    if config.dtype is not None:
-        batch = config.float32_batch
-        times = timed(
-            editor_call(model, frames[:batch], style, config), device, config.warmup, config.ablation_runs
-        )
-        bench.results["rows"].append(row("plain eager float32", batch, times, bench, "float32", None))
-    checks = bench.results.setdefault("checks", {})
-    checks["noise_stream_exact"] = check_noise_stream()
-    checks["attention_processors"] = attention_processors(model)
-    plain_outputs = None
-    batch = config.ablation_batch
-    options = InferenceOptions(
-        dtype=config.dtype,
-        attention="sdpa",
-        compile_mode=config.compile_mode,
-        inductor_options=config.inductor_options,
-    )
-    for stage, switches in STAGES:
-        if stage in COMPILE_STAGES and not config.compile:
-            continue
-        if bench.over_budget():
-            bench.results["rows"].append(skipped(stage, batch, "skipped: time budget"))
-            continue
-        options = replace(options, **switches)
-        log(f"{stage}: timing at batch {batch}" + (" (compiling first)" if stage in COMPILE_STAGES else ""))
-        try:
-            model.optimize(options)
-            if plain_outputs is None:
-                plain_outputs = check_outputs(model, frames[: config.check_batch], style, config)
-            times = timed(
-                editor_call(model, frames[:batch], style, config), device, config.warmup, config.ablation_runs
-            )
-            step_times = timed(
-                unet_step_call(model, frames[:batch], style, config), device, 1, config.step_runs
-            )
-            bench.results["rows"].append(row(stage, batch, times, bench, model.inference.label(), step_times))
-            log(f"{stage}: {bench.results['rows'][-1]['frames_per_s']:.2f} frames/s at batch {batch}")
-        except Exception as error:  # noqa: BLE001 - a failing path is a result; later stages still run
-            bench.results["rows"].append(
-                skipped(stage, batch, f"failed: {type(error).__name__}: {error}"[:400])
-            )
-            log(f"{stage}: FAILED {type(error).__name__}: {error}")
-            options = replace(
-                options, **{key: InferenceOptions.__dataclass_fields__[key].default for key in switches}
-            )
-            model.optimize(options)
-        bench.save()
-    final = model.inference.label()
-
-    # 4. the optimised editor at each batch size (largest first: batch 1 may compile its own VAE graph),
-    # then the VAE alone
-    name = "optimised editor"
-    table = {}
-    for batch in sorted(config.batch_sizes, key=lambda b: (b != config.ablation_batch, -b)):
-        previous = next(
-            (
-                r
-                for r in bench.results["rows"]
-                if r.get("options") == final and r["batch"] == batch and r["status"] == "ok"
-            ),
-            None,
-        )
-        if previous is not None:
-            table[batch] = {**previous, "name": name}
-        elif bench.over_budget():
-            table[batch] = skipped(name, batch, "skipped: time budget")
-        else:
-            times = timed(
-                editor_call(model, frames[:batch], style, config), device, config.warmup, config.runs
-            )
-            step_times = timed(
-                unet_step_call(model, frames[:batch], style, config), device, 1, config.step_runs
-            )
-            table[batch] = row(name, batch, times, bench, final, step_times)
-            log(f"{name}: {table[batch]['frames_per_s']:.2f} frames/s at batch {batch}")
-        bench.results["optimised"] = [table[b] for b in sorted(table)]
-        bench.save()
-    bench.results["rows"] += bench.results.pop("optimised")
-    batch = config.ablation_batch
-
-    def vae_round_trip() -> None:
-        model.decode_latents(model.encode_images(frames[:batch]) * model.vae.config.scaling_factor)
-
-    times = timed(vae_round_trip, device, config.warmup, config.runs)
-    vae_flops = (
-        bench.results["flops"]["vae_encode_per_frame"] + bench.results["flops"]["vae_decode_per_frame"]
-    )
-    bench.results["vae"] = {
-        "batch": batch,
-        "frames_per_s": batch / float(np.median(times)),
-        "tflops": batch * vae_flops / float(np.median(times)) / 1e12,
-        "runs_s": times,
-    }
-
-    # 5. correctness of the optimised path
-    optimised_outputs = check_outputs(model, frames[: config.check_batch], style, config)
-    checks["outputs"] = compare(optimised_outputs, plain_outputs or float32_outputs, float32_outputs)
-    if device.type == "cuda":
-        checks["loop_syncs"] = check_loop_syncs(model, frames[: min(8, largest)], style, config)
-    bench.save()
-    return bench.results
 
 
 # ---------------------------------------------------------------------------------------------- report

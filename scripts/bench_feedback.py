@@ -20,13 +20,14 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-import torch
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from sim2real_edit import cli
-from sim2real_edit.feedback import Feedback, FeedbackConfig
+
+if TYPE_CHECKING:  # torch and the judges load after the arguments are parsed, so that --help answers at once
+    import torch
+
+    from sim2real_edit.feedback import Feedback
 
 INSTRUCTION = "make the cupboard out of wood"
 
@@ -51,45 +52,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median wall time of `fn` in seconds, after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in tqdm(range(repeats), leave=False):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    device, dtype = choose_device_and_dtype(args)
+    feedback = build_random_judges(args, device, dtype)
+    results = time_judges(args, feedback, device, dtype)
+    print_results(args, results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def choose_device_and_dtype(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
+    """The flags, else CUDA in float16 when there is one (for the full judges), else the CPU in float32."""
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     default_device = "cuda" if torch.cuda.is_available() and args.preset == "full" else "cpu"
     device = torch.device(args.device or default_device)
-    dtype = (
-        getattr(torch, args.dtype)
-        if args.dtype
-        else (torch.float16 if device.type == "cuda" else torch.float32)
-    )
+    if args.dtype:
+        return device, getattr(torch, args.dtype)
+    return device, torch.float16 if device.type == "cuda" else torch.float32
+
+
+def build_random_judges(args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> Feedback:
+    """The judges from their architectures with random weights, thresholds at 0 so that SAM2 always runs."""
+    from sim2real_edit.feedback import Feedback, FeedbackConfig
+
     config = FeedbackConfig(
         embedder=args.embedder, box_threshold=0.0, text_threshold=0.0, max_batch=args.max_batch
     )
-    feedback = Feedback.from_architecture(args.preset, config, seed=0, device=device, dtype=dtype)
+    return Feedback.from_architecture(args.preset, config, seed=0, device=device, dtype=dtype)
+
+
+def time_judges(args: argparse.Namespace, feedback: Feedback, device: torch.device, dtype: torch.dtype) -> dict:
+    """Whole scoring calls (cold and warm mask cache), then each judge alone, on random triples."""
+    import torch
 
     generator = torch.Generator(device="cpu").manual_seed(0)
 
-    def batch() -> torch.Tensor:
+    def random_images() -> torch.Tensor:
         return torch.randint(
             0, 256, (args.batch, args.size, args.size, 3), dtype=torch.uint8, generator=generator
         )
 
-    inputs, edits, styles = (batch().to(device) for _ in range(3))
+    inputs, edits, styles = (random_images().to(device) for _ in range(3))
     segmenter = feedback.segmenter
 
     def cold() -> None:
@@ -118,6 +126,29 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if device.type == "cuda":
         results["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return results
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median wall time of `fn` in seconds, after one untimed warm-up call."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    fn()
+    times = []
+    for _ in tqdm(range(repeats), leave=False):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def print_results(args: argparse.Namespace, results: dict) -> None:
     print(
         f"{args.batch} triples at {args.size}x{args.size}, {args.preset} judges ({args.embedder}), "
         f"{results['device']}, {results['dtype']}:"
@@ -128,9 +159,6 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"  {label:<13} {value:8.3f} s   {args.batch / value:8.1f} triples/s")
     if "peak_gpu_memory_gib" in results:
         print(f"  peak GPU memory {results['peak_gpu_memory_gib']:.1f} GiB")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    return results
 
 
 if __name__ == "__main__":

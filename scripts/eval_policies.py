@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                   "(full preset default: $SIM2REAL_EDIT_HOME/checkpoints)")
     parser.add_argument("--trials", nargs="+", help="trial keys (OpenTopDrawer/a0) or task names (all poses), "
                                                     "or 'all' (default: all 54; tiny: 12)")
-    parser.add_argument("--seeds", type=cli.positive_int, help="diffusion seeds per trial (default 3; tiny: 3, 1 with --policies)")
+    parser.add_argument("--seeds", type=cli.positive_int,
+                        help="diffusion seeds per trial (default 3; tiny: 3, 1 with --policies)")
     parser.add_argument("--styles", nargs="+", help="styles of configs/styles.yaml, or 'all' (default: all; "
                                                     "tiny: white_marble, wood with --policies)")
     parser.add_argument("--domains", nargs="+", choices=["unedited", "edited", "edited+composited"],
@@ -62,8 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="robot URDF versions of SIMPLER's visual matching, or 'all' for its four "
                              "(default: recolor_cabinet_visual_matching_1, the paper's; 'none' is SIMPLER's None)")
     parser.add_argument("--max-episode-steps", type=cli.positive_int, help="step limit (default 113; tiny: 48)")
-    parser.add_argument("--edit-steps", type=cli.positive_int, help="denoising steps per edit (default 20; tiny: the specialist's 3)")
-    parser.add_argument("--edit-short-side", type=cli.positive_int, help="edit frames at this short side (default 256; tiny: 64)")
+    parser.add_argument("--edit-steps", type=cli.positive_int,
+                        help="denoising steps per edit (default 20; tiny: the specialist's 3)")
+    parser.add_argument("--edit-short-side", type=cli.positive_int,
+                        help="edit frames at this short side (default 256; tiny: 64)")
     parser.add_argument("--sentence-encoder", help="RT-1's Universal Sentence Encoder: TF-Hub URL or local folder")
     parser.add_argument("--run-dir", help="run folder (default: runs/eval-<preset>)")
     parser.add_argument("--num-envs", type=cli.positive_int, help="envs per vector env (default 8; tiny: 12)")
@@ -192,7 +195,8 @@ def check_local_inputs(config) -> None:
             "there, or pass --checkpoints FOLDER ... or --checkpoint-root FOLDER")
     if config.preset != "tiny" and any(domain != "unedited" for domain in config.domains):
         registry = StyleRegistry.load()
-        untrained = [style for style in config.styles if not (registry.get(style).specialist_dir / CONFIG_NAME).is_file()]
+        untrained = [style for style in config.styles
+                     if not (registry.get(style).specialist_dir / CONFIG_NAME).is_file()]
         if untrained:
             problems.append(
                 f"no trained specialist for {', '.join(untrained)} under {registry.root / 'specialists'}. Train "

@@ -72,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "frames or models, use --preset tiny")
     given_models = [flag for flag in ("models_dir", "base", *JUDGE_FLAGS) if getattr(args, flag)]
     if args.preset == "tiny" and given_models:
-        parser.error(f"--preset tiny uses its own trained tiny base and analytic judges; drop --{given_models[0].replace('_', '-')}")
+        flag = "--" + given_models[0].replace("_", "-")
+        parser.error(f"--preset tiny uses its own trained tiny base and analytic judges; drop {flag}")
     return args
 
 
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     final = result.log[-1] if result.log else {}
     print(f"specialist written to {result.output_dir} "
-          f"(final structure {final.get('structure', float('nan')):.4f}, semantic {final.get('semantic', float('nan')):.4f})")
+          f"(final structure {final.get('structure', float('nan')):.4f}, "
+          f"semantic {final.get('semantic', float('nan')):.4f})")
 
 
 def saved_steps_note(output: Path, argv: list[str]) -> str:
