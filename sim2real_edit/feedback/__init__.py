@@ -1,59 +1,52 @@
-"""AI feedback for the RL loop: depth, Grounded-SAM2 masks, patch embeddings, and the preference scores."""
+"""AI feedback for the RL loop: depth, Grounded-SAM2 masks, patch embeddings, and the preference scores.
 
-from .analytic import ColourStatisticsEmbedder, GradientDepth, MeanColourEmbedder
-from .depth import DEPTH_LARGE, DEPTH_SMALL, DepthEstimator
-from .dreamsim_embedder import DREAMSIM_CACHE, DreamSimEmbedder
-from .embeddings import CLIP_B16, DINOV2_BASE, ClipEmbedder, Dinov2Embedder, PatchEmbedder
-from .feedback import Feedback, FeedbackConfig, FeedbackScores, Preference
-from .loading import JudgeWeightsNotFoundError
-from .pixels import FeedbackInputError
-from .prompts import material_word, object_word
-from .protocols import DepthModel, Embedder, MaskResult, Segmenter
-from .scores import (
-    embedding_distance,
-    normalized_advantages,
-    outside_mask_error,
-    rank_pairs,
-    semantic_score,
-    structure_score,
-    total_advantage,
-)
-from .segmentation import GROUNDING_DINO_TINY, SAM2_LARGE, GroundedSAM2
+Each name loads its submodule on first use, so importing the package does not import torch, transformers or
+dreamsim.
+"""
 
-__all__ = [
-    "CLIP_B16",
-    "DEPTH_LARGE",
-    "DEPTH_SMALL",
-    "DINOV2_BASE",
-    "DREAMSIM_CACHE",
-    "GROUNDING_DINO_TINY",
-    "SAM2_LARGE",
-    "ClipEmbedder",
-    "ColourStatisticsEmbedder",
-    "DepthEstimator",
-    "DepthModel",
-    "Dinov2Embedder",
-    "DreamSimEmbedder",
-    "Embedder",
-    "Feedback",
-    "FeedbackConfig",
-    "FeedbackInputError",
-    "FeedbackScores",
-    "GradientDepth",
-    "GroundedSAM2",
-    "JudgeWeightsNotFoundError",
-    "MaskResult",
-    "MeanColourEmbedder",
-    "PatchEmbedder",
-    "Preference",
-    "Segmenter",
-    "embedding_distance",
-    "material_word",
-    "normalized_advantages",
-    "object_word",
-    "outside_mask_error",
-    "rank_pairs",
-    "semantic_score",
-    "structure_score",
-    "total_advantage",
-]
+from __future__ import annotations
+
+from ..lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "CLIP_B16": "embeddings",
+    "DEPTH_LARGE": "depth",
+    "DEPTH_SMALL": "depth",
+    "DINOV2_BASE": "embeddings",
+    "DREAMSIM_CACHE": "dreamsim_embedder",
+    "GROUNDING_DINO_TINY": "segmentation",
+    "SAM2_LARGE": "segmentation",
+    "ClipEmbedder": "embeddings",
+    "ColourStatisticsEmbedder": "analytic",
+    "DepthEstimator": "depth",
+    "DepthModel": "protocols",
+    "Dinov2Embedder": "embeddings",
+    "DreamSimEmbedder": "dreamsim_embedder",
+    "Embedder": "protocols",
+    "Feedback": "feedback",
+    "FeedbackConfig": "feedback",
+    "FeedbackInputError": "pixels",
+    "FeedbackScores": "feedback",
+    "GradientDepth": "analytic",
+    "GroundedSAM2": "segmentation",
+    "JudgeWeightsNotFoundError": "loading",
+    "MaskResult": "protocols",
+    "MeanColourEmbedder": "analytic",
+    "PatchEmbedder": "embeddings",
+    "Preference": "feedback",
+    "Segmenter": "protocols",
+    "embedding_distance": "scores",
+    "material_word": "prompts",
+    "normalized_advantages": "scores",
+    "object_word": "prompts",
+    "outside_mask_error": "scores",
+    "rank_pairs": "scores",
+    "semantic_score": "scores",
+    "structure_score": "scores",
+    "total_advantage": "scores",
+}
+
+__all__ = list(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

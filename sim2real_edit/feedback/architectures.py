@@ -2,27 +2,23 @@
 
 "full" is the architecture of each judge's default hub model (for benchmarks); "tiny" is a few-kilobyte
 version of the same architecture for tests. The full-size numbers are those of the public checkpoints'
-config files, written out because configs cannot be downloaded here.
+config files, written out because configs cannot be downloaded here. Each function imports transformers
+itself, so that importing the judges does not.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from transformers import (
-    BertConfig,
-    BertTokenizer,
-    CLIPVisionConfig,
-    DepthAnythingConfig,
-    Dinov2Config,
-    GroundingDinoConfig,
-    Sam2Config,
-    Sam2HieraDetConfig,
-    Sam2MaskDecoderConfig,
-    Sam2PromptEncoderConfig,
-    Sam2VisionConfig,
-    SwinConfig,
-)
+if TYPE_CHECKING:
+    from transformers import (
+        BertTokenizer,
+        CLIPVisionConfig,
+        DepthAnythingConfig,
+        Dinov2Config,
+        GroundingDinoConfig,
+        Sam2Config,
+    )
 
 Size = Literal["full", "tiny"]
 DepthSize = Literal["large", "small", "tiny"]
@@ -31,68 +27,72 @@ DepthSize = Literal["large", "small", "tiny"]
 def depth_anything_v2_config(size: DepthSize = "large") -> DepthAnythingConfig:
     """Depth Anything V2 (relative depth): Large = ViT-L/14 backbone, Small = ViT-S/14."""
     if size == "large":
-        backbone = Dinov2Config(
-            image_size=518,
-            patch_size=14,
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
+        return _depth_anything_v2(
+            width=1024,
+            layers=24,
+            heads=16,
             out_indices=[5, 12, 18, 24],
-            apply_layernorm=True,
-            reshape_hidden_states=False,
-        )
-        return DepthAnythingConfig(
-            backbone_config=backbone,
-            reassemble_hidden_size=1024,
-            neck_hidden_sizes=[256, 512, 1024, 1024],
-            fusion_hidden_size=256,
-            head_hidden_size=32,
-            patch_size=14,
+            neck=[256, 512, 1024, 1024],
+            fusion=256,
         )
     if size == "small":
-        backbone = Dinov2Config(
-            image_size=518,
-            patch_size=14,
-            hidden_size=384,
-            num_hidden_layers=12,
-            num_attention_heads=6,
-            out_indices=[3, 6, 9, 12],
-            apply_layernorm=True,
-            reshape_hidden_states=False,
-        )
-        return DepthAnythingConfig(
-            backbone_config=backbone,
-            reassemble_hidden_size=384,
-            neck_hidden_sizes=[48, 96, 192, 384],
-            fusion_hidden_size=64,
-            head_hidden_size=32,
-            patch_size=14,
+        return _depth_anything_v2(
+            width=384, layers=12, heads=6, out_indices=[3, 6, 9, 12], neck=[48, 96, 192, 384], fusion=64
         )
     # A wider init than the checkpoints' 0.02 keeps the tiny net's depth O(1), not ~1e-9, after its ReLUs.
-    backbone = Dinov2Config(
-        image_size=28,
-        patch_size=14,
-        hidden_size=16,
-        num_hidden_layers=4,
-        num_attention_heads=2,
+    return _depth_anything_v2(
+        width=16,
+        layers=4,
+        heads=2,
         out_indices=[1, 2, 3, 4],
+        neck=[8, 8, 16, 16],
+        fusion=8,
+        image_size=28,
+        head=8,
+        initializer_range=0.2,
+    )
+
+
+def _depth_anything_v2(
+    width: int,
+    layers: int,
+    heads: int,
+    out_indices: list[int],
+    neck: list[int],
+    fusion: int,
+    image_size: int = 518,
+    head: int = 32,
+    **initialization: float,
+) -> DepthAnythingConfig:
+    """A DINOv2 ViT/14 backbone of `width`, `layers` and `heads` under a DPT head reading `out_indices`."""
+    from transformers import DepthAnythingConfig, Dinov2Config
+
+    backbone = Dinov2Config(
+        image_size=image_size,
+        patch_size=14,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        out_indices=out_indices,
         apply_layernorm=True,
         reshape_hidden_states=False,
-        initializer_range=0.2,
+        **initialization,
     )
     return DepthAnythingConfig(
         backbone_config=backbone,
-        reassemble_hidden_size=16,
-        neck_hidden_sizes=[8, 8, 16, 16],
-        fusion_hidden_size=8,
-        head_hidden_size=8,
+        reassemble_hidden_size=width,
+        neck_hidden_sizes=neck,
+        fusion_hidden_size=fusion,
+        head_hidden_size=head,
         patch_size=14,
-        initializer_range=0.2,
+        **initialization,
     )
 
 
 def grounding_dino_config(size: Size = "full") -> GroundingDinoConfig:
     """Full = IDEA-Research/grounding-dino-tiny (Swin-T image backbone, BERT-base text encoder)."""
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+
     if size == "full":
         swin_t = SwinConfig(
             embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, out_indices=[2, 3, 4]
@@ -131,6 +131,14 @@ def grounding_dino_config(size: Size = "full") -> GroundingDinoConfig:
 
 def sam2_config(size: Size = "full") -> Sam2Config:
     """Full = facebook/sam2.1-hiera-large (Hiera-L image encoder, 1024x1024 input)."""
+    from transformers import (
+        Sam2Config,
+        Sam2HieraDetConfig,
+        Sam2MaskDecoderConfig,
+        Sam2PromptEncoderConfig,
+        Sam2VisionConfig,
+    )
+
     if size == "full":
         hiera = Sam2HieraDetConfig(
             hidden_size=144,
@@ -177,6 +185,8 @@ def sam2_config(size: Size = "full") -> Sam2Config:
 
 def dinov2_config(size: Size = "full") -> Dinov2Config:
     """Full = facebook/dinov2-base (ViT-B/14)."""
+    from transformers import Dinov2Config
+
     if size == "full":
         return Dinov2Config(
             image_size=518, patch_size=14, hidden_size=768, num_hidden_layers=12, num_attention_heads=12
@@ -188,6 +198,8 @@ def dinov2_config(size: Size = "full") -> Dinov2Config:
 
 def clip_vision_config(size: Size = "full") -> CLIPVisionConfig:
     """Full = the image tower of openai/clip-vit-base-patch16 (ViT-B/16 at 224x224)."""
+    from transformers import CLIPVisionConfig
+
     if size == "full":
         return CLIPVisionConfig(
             hidden_size=768,
@@ -238,4 +250,6 @@ TINY_VOCAB = [
 
 def word_piece_tokenizer() -> BertTokenizer:
     """A BERT tokenizer over `TINY_VOCAB`: bert-base-uncased's stand-in where no vocabulary can be fetched."""
+    from transformers import BertTokenizer
+
     return BertTokenizer(vocab={token: index for index, token in enumerate(TINY_VOCAB)})

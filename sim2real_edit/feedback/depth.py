@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
-from transformers import DepthAnythingForDepthEstimation
 
 from ..chunking import map_in_chunks
-from .architectures import DepthSize, depth_anything_v2_config
-from .loading import build_random, load_pretrained, place
+from .architectures import depth_anything_v2_config
+from .loading import TransformersJudge
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, ImageInput, as_unit_pixels, normalize, resize
+
+if TYPE_CHECKING:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
 
 DEPTH_LARGE = "depth-anything/Depth-Anything-V2-Large-hf"
 DEPTH_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
 
 
-class DepthEstimator:
+class DepthEstimator(TransformersJudge):
     """Batched monocular depth: images (N, ...) -> float32 depth (N, H, W) at the input resolution.
 
     Preprocessing follows the checkpoints' image processor, done in torch on the model's device: the image
     is scaled (aspect ratio kept, the side closer to `input_size` fitted) to sides that are multiples of the
     patch size, bicubic, ImageNet-normalised; the prediction is resized back bicubically. Depth Anything
     predicts relative inverse depth (larger = nearer) at an arbitrary scale, which is all Eq. 8 needs.
+
+    `from_pretrained` loads a checkpoint by hub id (`DEPTH_LARGE`, `DEPTH_SMALL`) or local folder;
+    `from_architecture` builds the "large", "small" or "tiny" architecture with random weights.
     """
+
+    default_model_id = DEPTH_LARGE
+    default_size = "large"
+    model_class_name = "DepthAnythingForDepthEstimation"
+    judge_name = "depth model"
+    architecture_config = staticmethod(depth_anything_v2_config)
 
     def __init__(self, model: DepthAnythingForDepthEstimation, input_size: int = 518, max_batch: int = 32):
         self.model = model.eval().requires_grad_(False)
@@ -30,46 +43,9 @@ class DepthEstimator:
         self.max_batch = max_batch
         self.patch_size = model.config.patch_size
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
     @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = DEPTH_LARGE,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        input_size: int = 518,
-        max_batch: int = 32,
-    ) -> DepthEstimator:
-        """Loads a Depth Anything checkpoint by hub id (`DEPTH_LARGE`, `DEPTH_SMALL`) or local folder."""
-        model = load_pretrained(
-            DepthAnythingForDepthEstimation, model_id, "depth model", "DepthEstimator.from_pretrained('DIR')"
-        )
-        return cls(place(model, device, dtype), input_size=input_size, max_batch=max_batch)
-
-    @classmethod
-    def from_architecture(
-        cls,
-        size: DepthSize = "large",
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> DepthEstimator:
-        """Random weights in the Large, Small or tiny architecture (offline; for benchmarks and tests)."""
-        config = depth_anything_v2_config(size)
-        model = build_random(DepthAnythingForDepthEstimation, config, seed)
-        return cls(place(model, device, dtype), input_size=config.backbone_config.image_size, max_batch=max_batch)
-
-    @classmethod
-    def tiny(cls, seed: int = 0) -> DepthEstimator:
-        return cls.from_architecture("tiny", seed=seed)
+    def architecture_options(cls, size: str, config: DepthAnythingConfig) -> dict[str, Any]:
+        return {"input_size": config.backbone_config.image_size}
 
     def model_input_size(self, height: int, width: int) -> tuple[int, int]:
         """The (height, width) the network sees for an input of (height, width)."""

@@ -10,17 +10,16 @@ from __future__ import annotations
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from dreamsim import dreamsim
-from dreamsim.feature_extraction.vision_transformer import VisionTransformer
 from torch import nn
 
 from ..offline import DREAMSIM_DOWNLOAD, DREAMSIM_FILES, work_offline_if_unreachable
-from .architectures import DREAMSIM_VIT_SIZES, Size
+from .architectures import DREAMSIM_VIT_SIZES
 from .embeddings import PatchEmbedder
-from .loading import JudgeWeightsNotFoundError, place
+from .loading import JudgeWeightsNotFoundError, Networks, PretrainedJudge, build_random
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, normalize, resize
 
 DREAMSIM_TYPE = "dinov2_vitb14"
@@ -43,12 +42,15 @@ def _missing_weights_help(folder: Path) -> str:
     )
 
 
-class DreamSimEmbedder(PatchEmbedder):
+class DreamSimEmbedder(PretrainedJudge, PatchEmbedder):
     """Masked-mean DreamSim patch embeddings.
 
     `backbone` is a DINO-style ViT (the DINOv2 torch.hub model, or the `dreamsim` package's own
     `VisionTransformer` for random weights) with a `blocks` list whose last block yields the tokens.
+    `from_pretrained` takes DreamSim's cache folder (`DREAMSIM_CACHE` by default).
     """
+
+    default_model_id = DREAMSIM_CACHE
 
     def __init__(self, backbone: nn.Module, max_batch: int = 32):
         self.backbone = backbone.eval().requires_grad_(False)
@@ -65,23 +67,19 @@ class DreamSimEmbedder(PatchEmbedder):
         return next(self.backbone.parameters()).dtype
 
     @classmethod
-    def from_pretrained(
-        cls,
-        cache_dir: str | Path = DREAMSIM_CACHE,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> DreamSimEmbedder:
-        """Loads the patch model through the `dreamsim` package from its cache folder, LoRA merged.
+    def load_networks(cls, model_id: str | Path, device: torch.device | str) -> Networks:
+        """The patch model through the `dreamsim` package from its cache folder `model_id`, LoRA merged.
 
         Where the folder is incomplete the package downloads what is missing; offline (no network, or
         HF_HUB_OFFLINE set) that fails with an error that says how to fill the folder elsewhere.
         """
-        folder = Path(cache_dir).expanduser()
+        folder = Path(model_id).expanduser()
         if work_offline_if_unreachable() and missing_dreamsim_files(folder):
             raise JudgeWeightsNotFoundError(
                 _missing_weights_help(folder) + " (downloads are off: HF_HUB_OFFLINE)"
             )
+        from dreamsim import dreamsim
+
         hub_dir = torch.hub.get_dir()  # dreamsim points torch.hub at its cache folder; put it back afterwards
         try:
             with warnings.catch_warnings():
@@ -103,32 +101,22 @@ class DreamSimEmbedder(PatchEmbedder):
             raise JudgeWeightsNotFoundError(_missing_weights_help(folder) + f"\n(cause: {error})") from error
         finally:
             torch.hub.set_dir(hub_dir)
-        backbone = model.merge_and_unload().extractor_list[0].model
-        return cls(place(backbone, device, dtype), max_batch=max_batch)
+        return (model.merge_and_unload().extractor_list[0].model,)
 
     @classmethod
-    def from_architecture(
-        cls,
-        size: Size = "full",
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> DreamSimEmbedder:
-        """Random weights in a ViT/14 of DreamSim's patch-model shape (full: ViT-B/14) built offline."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            backbone = VisionTransformer(
-                img_size=[DREAMSIM_IMAGE_SIZE],
-                qkv_bias=True,
-                norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                **DREAMSIM_VIT_SIZES[size],
-            )
-        return cls(place(backbone, device, dtype), max_batch=max_batch)
+    def random_networks(cls, size: str, seed: int) -> tuple[Networks, dict[str, Any]]:
+        """A ViT/14 of DreamSim's patch-model shape (full: ViT-B/14)."""
+        from dreamsim.feature_extraction.vision_transformer import VisionTransformer
 
-    @classmethod
-    def tiny(cls, seed: int = 0) -> DreamSimEmbedder:
-        return cls.from_architecture("tiny", seed=seed)
+        backbone = build_random(
+            VisionTransformer,
+            img_size=[DREAMSIM_IMAGE_SIZE],
+            qkv_bias=True,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            seed=seed,
+            **DREAMSIM_VIT_SIZES[size],
+        )
+        return (backbone,), {}
 
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
         """float (N, 3, H, W) in [0, 1] -> normalised DreamSim tokens (N, 1 + grid**2, D), class token 1st."""

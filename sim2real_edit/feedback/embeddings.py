@@ -9,14 +9,14 @@ vector, whose cosine distance to anything is 1 (see `scores.embedding_distance`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPVisionModel, Dinov2Model, PreTrainedModel
 
 from ..chunking import map_in_chunks
-from .architectures import Size, clip_vision_config, dinov2_config
-from .loading import build_random, load_pretrained, place
+from .architectures import clip_vision_config, dinov2_config
+from .loading import TransformersJudge
 from .pixels import (
     CLIP_MEAN,
     CLIP_STD,
@@ -28,6 +28,9 @@ from .pixels import (
     normalize,
     resize,
 )
+
+if TYPE_CHECKING:
+    from transformers import CLIPVisionModel, Dinov2Config, Dinov2Model, PreTrainedModel
 
 DINOV2_BASE = "facebook/dinov2-base"
 CLIP_B16 = "openai/clip-vit-base-patch16"
@@ -66,7 +69,7 @@ class PatchEmbedder(ABC):
         return masked_mean(features, patch_weights(masks, tuple(features.shape[-2:])))
 
 
-class TransformersViTEmbedder(PatchEmbedder):
+class TransformersViTEmbedder(TransformersJudge, PatchEmbedder):
     """Patch tokens of a transformers ViT's last hidden state (class token dropped)."""
 
     def __init__(
@@ -83,14 +86,6 @@ class TransformersViTEmbedder(PatchEmbedder):
         self.max_batch = max_batch
         self.grid = input_size // model.config.patch_size
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
         model_pixels = normalize(resize(pixels, (self.input_size, self.input_size)), self.mean, self.std)
         hidden = self.model(pixel_values=model_pixels.to(self.dtype)).last_hidden_state
@@ -101,71 +96,29 @@ class TransformersViTEmbedder(PatchEmbedder):
 class Dinov2Embedder(TransformersViTEmbedder):
     """DINOv2 (transformers `Dinov2Model`) patch tokens at 224x224: a 16x16 grid like DreamSim's."""
 
+    default_model_id = DINOV2_BASE
+    model_class_name = "Dinov2Model"
+    judge_name = "DINOv2 embedder"
+    architecture_config = staticmethod(dinov2_config)
+
     def __init__(self, model: Dinov2Model, input_size: int = 224, max_batch: int = 32):
         super().__init__(model, input_size, IMAGENET_MEAN, IMAGENET_STD, max_batch)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = DINOV2_BASE,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> Dinov2Embedder:
-        model = load_pretrained(
-            Dinov2Model, model_id, "DINOv2 embedder", "Dinov2Embedder.from_pretrained('DIR')"
-        )
-        return cls(place(model, device, dtype), max_batch=max_batch)
-
-    @classmethod
-    def from_architecture(
-        cls,
-        size: Size = "full",
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> Dinov2Embedder:
-        model = build_random(Dinov2Model, dinov2_config(size), seed)
-        return cls(place(model, device, dtype), input_size=224 if size == "full" else 56, max_batch=max_batch)
-
-    @classmethod
-    def tiny(cls, seed: int = 0) -> Dinov2Embedder:
-        return cls.from_architecture("tiny", seed=seed)
+    def architecture_options(cls, size: str, config: Dinov2Config) -> dict[str, Any]:
+        return {"input_size": 224 if size == "full" else 56}
 
 
 class ClipEmbedder(TransformersViTEmbedder):
-    """CLIP image-tower (transformers `CLIPVisionModel`) patch tokens at the model's input size."""
+    """CLIP image-tower (transformers `CLIPVisionModel`) patch tokens at the model's input size.
+
+    `from_pretrained` takes the image tower of a CLIPModel or CLIPVisionModel checkpoint.
+    """
+
+    default_model_id = CLIP_B16
+    model_class_name = "CLIPVisionModel"
+    judge_name = "CLIP embedder"
+    architecture_config = staticmethod(clip_vision_config)
 
     def __init__(self, model: CLIPVisionModel, max_batch: int = 32):
         super().__init__(model, model.config.image_size, CLIP_MEAN, CLIP_STD, max_batch)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        model_id: str = CLIP_B16,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> ClipEmbedder:
-        """Loads the image tower of a CLIP checkpoint (CLIPModel or CLIPVisionModel) by hub id or folder."""
-        model = load_pretrained(
-            CLIPVisionModel, model_id, "CLIP embedder", "ClipEmbedder.from_pretrained('DIR')"
-        )
-        return cls(place(model, device, dtype), max_batch=max_batch)
-
-    @classmethod
-    def from_architecture(
-        cls,
-        size: Size = "full",
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        max_batch: int = 32,
-    ) -> ClipEmbedder:
-        model = build_random(CLIPVisionModel, clip_vision_config(size), seed)
-        return cls(place(model, device, dtype), max_batch=max_batch)
-
-    @classmethod
-    def tiny(cls, seed: int = 0) -> ClipEmbedder:
-        return cls.from_architecture("tiny", seed=seed)

@@ -11,8 +11,8 @@ import torch
 from .analytic import ColourStatisticsEmbedder, GradientDepth, MeanColourEmbedder
 from .architectures import Size
 from .depth import DEPTH_LARGE, DEPTH_SMALL, DepthEstimator
-from .dreamsim_embedder import DREAMSIM_CACHE, DreamSimEmbedder
-from .embeddings import CLIP_B16, DINOV2_BASE, ClipEmbedder, Dinov2Embedder
+from .dreamsim_embedder import DreamSimEmbedder
+from .embeddings import ClipEmbedder, Dinov2Embedder
 from .pixels import FeedbackInputError, ImageInput, MaskInput, as_bool_masks, as_unit_pixels
 from .prompts import material_word, object_word
 from .protocols import DepthModel, Embedder, MaskResult, Segmenter
@@ -31,7 +31,6 @@ StyleMaskMode = Literal["object", "full"]
 JudgeKind = Literal["models", "analytic"]
 AnalyticEmbedderName = Literal["mean_colour", "colour_statistics"]
 _EMBEDDERS = {"dreamsim": DreamSimEmbedder, "dinov2": Dinov2Embedder, "clip": ClipEmbedder}
-_DEFAULT_EMBEDDER_MODELS = {"dreamsim": DREAMSIM_CACHE, "dinov2": DINOV2_BASE, "clip": CLIP_B16}
 
 
 @dataclass
@@ -95,7 +94,7 @@ class FeedbackConfig:
 
     @property
     def embedder_source(self) -> str:
-        return self.embedder_model or _DEFAULT_EMBEDDER_MODELS[self.embedder]
+        return self.embedder_model or _EMBEDDERS[self.embedder].default_model_id
 
 
 @dataclass

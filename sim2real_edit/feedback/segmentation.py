@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
-from transformers import AutoTokenizer, GroundingDinoForObjectDetection, PreTrainedTokenizerBase, Sam2Model
 
 from ..chunking import map_in_chunks
-from .architectures import Size, grounding_dino_config, sam2_config, word_piece_tokenizer
-from .loading import build_random, load_pretrained, place
+from .architectures import grounding_dino_config, sam2_config, word_piece_tokenizer
+from .loading import Networks, PretrainedJudge, build_random, load_pretrained
 from .mask_cache import MaskCache
 from .pixels import IMAGENET_MEAN, IMAGENET_STD, ImageInput, as_unit_pixels, content_hashes, normalize, resize
 from .protocols import MaskResult
+
+if TYPE_CHECKING:
+    from transformers import GroundingDinoForObjectDetection, PreTrainedTokenizerBase, Sam2Model
 
 GROUNDING_DINO_TINY = "IDEA-Research/grounding-dino-tiny"
 SAM2_LARGE = "facebook/sam2.1-hiera-large"
@@ -33,7 +37,7 @@ def detector_text(prompt: str) -> str:
     return text + "."
 
 
-class GroundedSAM2:
+class GroundedSAM2(PretrainedJudge):
     """Object masks for a text prompt, batched.
 
     GroundingDINO scores each of its queries against the prompt's tokens; a query is a detection when its best
@@ -82,45 +86,30 @@ class GroundedSAM2:
         text_threshold: float = 0.3,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
-        **kwargs,
+        **kwargs: Any,
     ) -> GroundedSAM2:
         """Loads GroundingDINO (model and tokenizer) and SAM2 by hub id or local folder."""
+        from transformers import AutoTokenizer, GroundingDinoForObjectDetection, Sam2Model
+
         how = "GroundedSAM2.from_pretrained(detector_id='DIR', segmenter_id='DIR2')"
-        detector = load_pretrained(
-            GroundingDinoForObjectDetection, detector_id, "GroundingDINO detector", how
+        networks = (
+            load_pretrained(GroundingDinoForObjectDetection, detector_id, "GroundingDINO detector", how),
+            load_pretrained(AutoTokenizer, detector_id, "GroundingDINO tokenizer", how),
+            load_pretrained(Sam2Model, segmenter_id, "SAM2 segmenter", how),
         )
-        tokenizer = load_pretrained(AutoTokenizer, detector_id, "GroundingDINO tokenizer", how)
-        segmenter = load_pretrained(Sam2Model, segmenter_id, "SAM2 segmenter", how)
-        return cls(
-            place(detector, device, dtype),
-            tokenizer,
-            place(segmenter, device, dtype),
-            box_threshold=box_threshold,
-            text_threshold=text_threshold,
-            **kwargs,
-        )
+        options = {"box_threshold": box_threshold, "text_threshold": text_threshold, **kwargs}
+        return cls.from_networks(networks, device, dtype, **options)
 
     @classmethod
-    def from_architecture(
-        cls,
-        size: Size = "full",
-        seed: int = 0,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-        **kwargs,
-    ) -> GroundedSAM2:
-        """Random weights in the default models' architectures (or tiny ones), with a stand-in vocabulary."""
-        detector = build_random(GroundingDinoForObjectDetection, grounding_dino_config(size), seed)
-        segmenter = build_random(Sam2Model, sam2_config(size), seed + 1)
-        if size == "tiny":  # big enough that the coarsest of the tiny detector's feature maps is still 2x2
-            kwargs = {"detector_shortest_edge": 96, "detector_longest_edge": 160, **kwargs}
-        return cls(
-            place(detector, device, dtype), word_piece_tokenizer(), place(segmenter, device, dtype), **kwargs
-        )
+    def random_networks(cls, size: str, seed: int) -> tuple[Networks, dict[str, Any]]:
+        """The default models' architectures (or tiny ones), with a stand-in vocabulary."""
+        from transformers import GroundingDinoForObjectDetection, Sam2Model
 
-    @classmethod
-    def tiny(cls, seed: int = 0, **kwargs) -> GroundedSAM2:
-        return cls.from_architecture("tiny", seed=seed, **kwargs)
+        detector = build_random(GroundingDinoForObjectDetection, grounding_dino_config(size), seed=seed)
+        segmenter = build_random(Sam2Model, sam2_config(size), seed=seed + 1)
+        # Big enough that the coarsest of the tiny detector's feature maps is still 2x2.
+        options = {"detector_shortest_edge": 96, "detector_longest_edge": 160} if size == "tiny" else {}
+        return (detector, word_piece_tokenizer(), segmenter), options
 
     def clear_cache(self) -> None:
         if self.cache is not None:
