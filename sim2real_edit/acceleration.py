@@ -14,13 +14,10 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from .specialist import EditSpecialist
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +147,29 @@ class CompiledModules:
     unet: torch.nn.Module | None = None  # serves the no-grad sampling loop only; training stays eager
 
 
+class AcceleratedModel(Protocol):
+    """What the inference paths need of a model (an `EditSpecialist`): its UNet and VAE, where it runs, and
+    the options and compiled modules it currently runs with."""
+
+    unet: torch.nn.Module
+    vae: torch.nn.Module
+    inference: InferenceOptions
+    compiled: CompiledModules
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> object: ...
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]: ...
+
+
+Model = TypeVar("Model", bound=AcceleratedModel)
+
+
 def compile_module(module: torch.nn.Module, options: InferenceOptions, cuda_graphs: bool) -> torch.nn.Module:
     """`module` under torch.compile (the same parameters), with the batch dimension of its tensor inputs
     marked dynamic so that every batch size shares one graph.
@@ -196,7 +216,7 @@ def compile_arguments(options: InferenceOptions, cuda_graphs: bool) -> tuple[dic
     return {**arguments, "backend": "inductor", "options": settings}, bool(settings.get("triton.cudagraphs"))
 
 
-def accelerate_specialist(model: EditSpecialist, options: InferenceOptions) -> EditSpecialist:
+def accelerate_specialist(model: Model, options: InferenceOptions) -> Model:
     """Puts `model` on the inference paths `options` switches on (after `for_device`), in place.
 
     Runtime switches (noise, timesteps, conditioning, transfers, VAE chunks, compiled modules) follow
@@ -242,7 +262,7 @@ def _compile_settings(options: InferenceOptions) -> tuple:
     )
 
 
-def merge_lora(model: EditSpecialist) -> None:
+def merge_lora(model: AcceleratedModel) -> None:
     """Folds LoRA into the frozen UNet weights: exact up to rounding, and LoRA then costs nothing."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
@@ -257,7 +277,7 @@ def merge_lora(model: EditSpecialist) -> None:
             module.merge()
 
 
-def set_attention(model: EditSpecialist, kind: str) -> None:
+def set_attention(model: AcceleratedModel, kind: str) -> None:
     """Puts every UNet and VAE attention on PyTorch's scaled_dot_product_attention ('sdpa') or on diffusers'
     explicit softmax(QK^T)V ('classic')."""
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -266,7 +286,7 @@ def set_attention(model: EditSpecialist, kind: str) -> None:
         module.set_attn_processor(AttnProcessor2_0() if kind == "sdpa" else AttnProcessor())
 
 
-def attention_processors(model: EditSpecialist) -> dict[str, int]:
+def attention_processors(model: AcceleratedModel) -> dict[str, int]:
     """How many UNet and VAE attention layers use each processor class (e.g. {'AttnProcessor2_0': 18})."""
     counts: dict[str, int] = {}
     for module in (model.unet, model.vae):
