@@ -1,15 +1,17 @@
 """EditedDrawer: SIMPLER's drawer scenes (or the CPU stand-in) seen through an editing specialist.
 
     import envs, gymnasium as gym
-    env = gym.make("EditedDrawer-v0", style="marble")                 # one env
-    vec = envs.make_vec("EditedDrawer-v0", num_envs=8, style="wood")   # N envs, one batched edit per step
+    env = gym.make("EditedDrawer-v0", style="marble")                # one env
+    vec = envs.make_edited_vector_env(num_envs=8, style="wood")       # N envs, one batched edit per step
+
+Both makers take the same edit options: the fields of `EditOptions`, as keyword arguments or as `options=`.
 
 Only the policy camera's RGB frame changes; the unedited frame is in `info["unedited_rgb"]`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,67 +233,95 @@ def _check_preset(preset: str | None) -> None:
                          "it out (SIMPLER with the style's trained specialist)")
 
 
-def _settings(preset: str | None, **overrides: Any) -> EditSettings:
-    """The preset's edit settings with the caller's non-None overrides."""
-    values: dict[str, Any] = {"num_steps": 4, "short_side": 64} if preset == "tiny" else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return EditSettings(**values)
+@dataclass(frozen=True)
+class EditOptions:
+    """Which specialist edits the policy camera's frames, and how: what `make_edited_drawer` and
+    `make_edited_vector_env` share. Their keyword arguments of these names fill it in."""
+
+    style: str = "wood"
+    preset: str | None = None  # "tiny": the CPU stand-in and the tiny specialist; None/"full": SIMPLER
+    specialist: str | Path | None = None  # a trained specialist folder; None: the style registry's
+    base: str | None = None  # the base model under the specialist; None: the one it was trained on
+    device: str | None = None  # None: CUDA if available
+    dtype: str | None = None  # None: float16 on CUDA, float32 on CPU
+    cpu_threads: int | None = None  # intra-op threads on a CPU; None: the specialist's default
+    camera: str = POLICY_CAMERA
+    # EditSettings overrides; None: the preset's value
+    num_steps: int | None = None
+    guidance: tuple[float, float, float] | None = None
+    short_side: int | None = None
+    composite: bool | None = None
+    feather: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_preset(self.preset)
+
+    @classmethod
+    def split(cls, options: EditOptions | None, kwargs: dict[str, Any]) -> tuple[EditOptions, dict[str, Any]]:
+        """`options` (or the defaults) updated by the keyword arguments that name its fields, and the other
+        keyword arguments (the simulator's). None keeps an optional field as `options` has it."""
+        optional = {field.name for field in fields(cls) if field.default is None}
+        names = {field.name for field in fields(cls)}
+        chosen = {name: value for name, value in kwargs.items()
+                  if name in names and not (value is None and name in optional)}
+        rest = {name: value for name, value in kwargs.items() if name not in names}
+        return replace(options or cls(), **chosen), rest
+
+    @property
+    def backend(self) -> str:
+        return "standin" if self.preset == "tiny" else "simpler"
+
+    def settings(self) -> EditSettings:
+        """The preset's edit settings with this object's overrides."""
+        values: dict[str, Any] = {"num_steps": 4, "short_side": 64} if self.preset == "tiny" else {}
+        overrides = {name: getattr(self, name) for name in ("num_steps", "guidance", "short_side", "composite",
+                                                             "feather")}
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return EditSettings(**values)
+
+    def load_editor(self) -> FrameEditor:
+        return load_editor(self.style, preset=self.preset, specialist=self.specialist, base=self.base,
+                           device=self.device, dtype=self.dtype, settings=self.settings(),
+                           cpu_threads=self.cpu_threads)
 
 
 def make_edited_drawer(
-    style: str = "wood",
     *,
     task: str | None = None,
     pose: str | None = None,
-    preset: str | None = None,
-    specialist: str | Path | None = None,
-    base: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    cpu_threads: int | None = None,
-    camera: str = POLICY_CAMERA,
-    num_steps: int | None = None,
-    guidance: tuple[float, float, float] | None = None,
-    short_side: int | None = None,
-    composite: bool | None = None,
-    feather: int | None = None,
-    **backend_kwargs: Any,
+    options: EditOptions | None = None,
+    **kwargs: Any,
 ) -> gym.Env:
     """The entry point of `gym.make("EditedDrawer-v0", ...)`.
 
-    `preset="tiny"` runs the CPU stand-in with the tiny preset's specialist of the style (trained by
+    `kwargs` naming `EditOptions` fields set those; the rest go to SIMPLER (e.g. `shader_dir="ibl"`) or the
+    stand-in. `preset="tiny"` runs the CPU stand-in with the tiny preset's specialist of the style (trained by
     `scripts/build_miniature.py` or `train_specialist.py --preset tiny`; untrained on the tiny base if none);
-    otherwise SIMPLER with the style's trained specialist. `backend_kwargs` go to SIMPLER
-    (e.g. `shader_dir="ibl"`) or the stand-in.
+    otherwise SIMPLER with the style's trained specialist.
     """
-    _check_preset(preset)
-    settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
-                         composite=composite, feather=feather)
-    editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
-                         settings=settings, cpu_threads=cpu_threads)
-    backend = "standin" if preset == "tiny" else "simpler"
-    env = DrawerTrialEnv(backend, task=task, pose=pose, **backend_kwargs)
-    return EditObservation(env, editor, camera)
+    options, backend_kwargs = EditOptions.split(options, kwargs)
+    editor = options.load_editor()
+    env = DrawerTrialEnv(options.backend, task=task, pose=pose, **backend_kwargs)
+    return EditObservation(env, editor, options.camera)
 
 
-class EditedVectorEnv:
+# Gymnasium 1.x names the vector wrapper base VectorWrapper; 0.29 (which SIMPLER pins) VectorEnvWrapper.
+_VectorWrapper = getattr(gym.vector, "VectorWrapper", None) or gym.vector.VectorEnvWrapper
+
+
+class EditedVectorEnv(_VectorWrapper):
     """N drawer envs stepping in subprocesses (Gymnasium's AsyncVectorEnv) whose policy frames are edited
     together in one batched specialist call per step. Each env's edit equals the single-env wrapper's
-    for the same reset seed.
+    for the same reset seed. `editor=None` passes frames through unedited (the same interface).
 
     Episodes that end are reset by the vector env as Gymnasium does; a new episode gets a new edit seed.
     `set_next_trials([...])` chooses the trial each env runs at its next reset.
     """
 
     def __init__(self, vector_env: gym.vector.VectorEnv, editor: FrameEditor | None, camera: str = POLICY_CAMERA):
-        self.env = vector_env
+        super().__init__(vector_env)
         self.editor = editor
         self.camera = camera
-        self.num_envs = vector_env.num_envs
-        self.observation_space = vector_env.observation_space
-        self.action_space = vector_env.action_space
-        self.single_observation_space = vector_env.single_observation_space
-        self.single_action_space = vector_env.single_action_space
         self._rng = np.random.default_rng()
         self._seeds = [0] * self.num_envs
         self._cabinet_ids: list[tuple[int, ...]] | None = None  # per env, read again after any reset
@@ -347,57 +377,34 @@ class EditedVectorEnv:
     def set_next_trials(self, trials: list) -> None:
         self.env.set_attr("next_trial", list(trials))
 
-    def call(self, name: str, *args, **kwargs):
+    def call(self, name: str, *args, **kwargs):  # Gymnasium 1.x's VectorWrapper does not forward it
         return self.env.call(name, *args, **kwargs)
 
-    def close(self) -> None:
-        self.env.close()
 
-
-def make_vec(
-    env_id: str = "EditedDrawer-v0",
+def make_edited_vector_env(
     num_envs: int = 1,
     *,
-    style: str = "wood",
-    preset: str | None = None,
+    options: EditOptions | None = None,
     vectorization_mode: str = "async",
     edit: bool = True,
     task: str | None = None,
     pose: str | None = None,
-    specialist: str | Path | None = None,
-    base: str | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    cpu_threads: int | None = None,
-    camera: str = POLICY_CAMERA,
-    num_steps: int | None = None,
-    guidance: tuple[float, float, float] | None = None,
-    short_side: int | None = None,
-    composite: bool | None = None,
-    feather: int | None = None,
-    **backend_kwargs: Any,
+    **kwargs: Any,
 ) -> EditedVectorEnv:
     """N edited drawer envs: simulators in subprocesses ("async") or in this process ("sync"), edits
-    batched here. `edit=False` gives the unedited simulator with the same interface (a baseline domain)."""
-    _check_preset(preset)
-    if env_id != "EditedDrawer-v0":
-        raise ValueError(f"make_vec builds 'EditedDrawer-v0', got {env_id!r}")
+    batched here. `kwargs` as in `make_edited_drawer`. `edit=False` gives the unedited simulator with the same
+    interface (a baseline domain)."""
+    options, backend_kwargs = EditOptions.split(options, kwargs)
     if vectorization_mode not in ("async", "sync"):
         raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {vectorization_mode!r}")
     if not is_int(num_envs, minimum=1):
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-    backend = "standin" if preset == "tiny" else "simpler"
-    fns = [_TrialEnvFactory(backend, task, pose, backend_kwargs) for _ in range(num_envs)]
+    fns = [_TrialEnvFactory(options.backend, task, pose, backend_kwargs) for _ in range(num_envs)]
     # "spawn": a forked child would inherit this process's Vulkan/CUDA state (SAPIEN hangs on it).
     vector = (gym.vector.AsyncVectorEnv(fns, context="spawn") if vectorization_mode == "async"
               else gym.vector.SyncVectorEnv(fns))
-    editor = None
-    if edit:
-        settings = _settings(preset, num_steps=num_steps, guidance=guidance, short_side=short_side,
-                             composite=composite, feather=feather)
-        editor = load_editor(style, preset=preset, specialist=specialist, base=base, device=device, dtype=dtype,
-                             settings=settings, cpu_threads=cpu_threads)
-    return EditedVectorEnv(vector, editor, camera)
+    editor = options.load_editor() if edit else None
+    return EditedVectorEnv(vector, editor, options.camera)
 
 
 @dataclass

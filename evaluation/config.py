@@ -185,7 +185,7 @@ class EvalConfig:
         return len(self.policies) * len(self.trials) * self.seeds * len(self.urdf_versions) * len(self.domain_styles())
 
     def env_options(self) -> dict[str, Any]:
-        """Keyword arguments of `envs.make_vec` that every domain of this run shares."""
+        """Keyword arguments of `envs.make_edited_vector_env` that every domain of this run shares."""
         options: dict[str, Any] = dict(self.env_kwargs)
         if self.preset == "tiny":
             options["preset"] = "tiny"

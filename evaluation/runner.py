@@ -153,9 +153,9 @@ def make_domain_env(
     kwargs: dict[str, Any] = dict(config.env_options(), num_envs=num_envs, urdf_version=urdf_version,
                                   success_ends_episode=False, vectorization_mode=options.vectorization_mode)
     if domain == UNEDITED:
-        return envs.make_vec("EditedDrawer-v0", edit=False, **kwargs)
-    return envs.make_vec(
-        "EditedDrawer-v0", edit=True, style=style, composite=domain == EDITED_COMPOSITED,
+        return envs.make_edited_vector_env(edit=False, **kwargs)
+    return envs.make_edited_vector_env(
+        edit=True, style=style, composite=domain == EDITED_COMPOSITED,
         device=options.device, dtype=options.dtype, cpu_threads=options.torch_threads, **kwargs,
     )
 

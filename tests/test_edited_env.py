@@ -82,7 +82,7 @@ def test_same_seed_reproduces_an_episode_and_the_edit_noise_is_fixed_per_episode
 
 def test_vector_edits_equal_single_env_edits():
     seeds = [21, 22, 23]
-    vec = envs.make_vec("EditedDrawer-v0", num_envs=3, style="wood", preset="tiny", task="CloseMiddleDrawer",
+    vec = envs.make_edited_vector_env(num_envs=3, style="wood", preset="tiny", task="CloseMiddleDrawer",
                         pose="a1", num_steps=2, short_side=32, vectorization_mode="sync")
     vec.reset(seed=seeds)
     actions = np.tile([0.2, 0.1, -0.1, 0, 0, 0, 1.0], (3, 1))
@@ -97,8 +97,29 @@ def test_vector_edits_equal_single_env_edits():
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
+def test_edit_options_given_as_an_object_or_as_keywords_make_the_same_env():
+    options = envs.EditOptions(style="wood", preset="tiny", num_steps=2, short_side=32)
+    by_object = gym.make("EditedDrawer-v0", options=options, task="OpenTopDrawer", pose="b1")
+    by_keywords = make()
+    np.testing.assert_array_equal(by_object.reset(seed=5)[0]["image"][CAMERA]["rgb"],
+                                  by_keywords.reset(seed=5)[0]["image"][CAMERA]["rgb"])
+    # keywords override the object's fields; None leaves an optional one as it is; the rest are the simulator's
+    assert envs.EditOptions.split(options, {"num_steps": 3, "feather": None, "appearance": "real"}) == (
+        envs.EditOptions(style="wood", preset="tiny", num_steps=3, short_side=32), {"appearance": "real"})
+
+
+def test_the_vector_env_is_a_gymnasium_vector_wrapper():
+    vec = envs.make_edited_vector_env(num_envs=2, preset="tiny", vectorization_mode="sync", edit=False)
+    try:
+        assert isinstance(vec, gym.vector.VectorEnv)
+        assert isinstance(vec.unwrapped, gym.vector.SyncVectorEnv) and vec.num_envs == 2
+        assert vec.single_action_space == vec.unwrapped.single_action_space
+    finally:
+        vec.close()
+
+
 def test_async_vector_env_runs_different_trials_in_subprocesses():
-    vec = envs.make_vec("EditedDrawer-v0", num_envs=2, preset="tiny", num_steps=1, short_side=32)
+    vec = envs.make_edited_vector_env(num_envs=2, preset="tiny", num_steps=1, short_side=32)
     try:
         vec.set_next_trials(["OpenTopDrawer/a0", "CloseBottomDrawer/c2"])
         obs, info = vec.reset(seed=[1, 2])

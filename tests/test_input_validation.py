@@ -85,8 +85,8 @@ def test_env_reset_seeds_styles_and_settings_are_checked_at_the_boundary():
     with pytest.raises(ValueError, match="unknown preset 'small'"):
         gym.make("EditedDrawer-v0", style="wood", preset="small")
     with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
-        envs.make_vec(num_envs=0, style="wood", preset="tiny", vectorization_mode="sync")
-    vec = envs.make_vec(num_envs=2, style="wood", preset="tiny", vectorization_mode="sync", edit=False)
+        envs.make_edited_vector_env(num_envs=0, style="wood", preset="tiny", vectorization_mode="sync")
+    vec = envs.make_edited_vector_env(num_envs=2, style="wood", preset="tiny", vectorization_mode="sync", edit=False)
     with pytest.raises(ValueError, match="one per env"):
         vec.reset(seed=[0])
     vec.close()

@@ -47,7 +47,7 @@ def test_edited_simpler_changes_only_the_cabinet_pixels(specialist_folder):
 
 
 def test_vector_simpler_edits_equal_single_env_edits(specialist_folder):
-    vec = envs.make_vec("EditedDrawer-v0", num_envs=2, style="wood", specialist=specialist_folder,
+    vec = envs.make_edited_vector_env(num_envs=2, style="wood", specialist=specialist_folder,
                         shader_dir="ibl", num_steps=2, short_side=64, vectorization_mode="async")
     try:
         vec.set_next_trials(["CloseMiddleDrawer/a1", "OpenBottomDrawer/c2"])
