@@ -1,12 +1,14 @@
 """Online RL from AI feedback for an editing specialist: D3PO (DPO over denoising steps).
 
-One optimizer step reads top to bottom in `train`:
-  1. pick frames and style exemplars (a pure function of seed and step, so a resumed run repeats nothing),
-  2. sample two edits per frame from the same initial noise, keeping trajectories,
-  3. score every edit with the AI judges and rank each pair (advantages normalised over the whole step),
-  4. for every stochastic denoising step, the DPO loss of the preferred vs the other sample's step,
-     each as a log-ratio against the reference policy (LoRA off, original conv_in and style attention),
-  5. accumulate, clip, AdamW step, log, checkpoint.
+`train` reads top to bottom, one function per phase of an optimizer step:
+  1. `plan_step`: frames and style exemplars (a pure function of seed and step, so a resumed run repeats nothing),
+  2. `sample_and_score`: two edits per frame from the same initial noise, keeping trajectories, each scored by
+     the AI judges,
+  3. `rank_step`: rank each pair (advantages normalised over the whole step, all processes),
+  4. `dpo_update`: for every stochastic denoising step, the DPO loss of the preferred vs the other sample's
+     step, each as a log-ratio against the reference policy (LoRA off, original conv_in and style attention);
+     accumulate, clip, AdamW step,
+  5. `log_entry`, `record_step`: log and checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from .acceleration import HALF_DTYPES, InferenceOptions
 from .components import DEFAULT_BASE, TINY_TRAINED_BASE, BaseComponents, load_base_components
-from .feedback import Feedback, FeedbackConfig, FeedbackScores
+from .feedback import Feedback, FeedbackConfig, FeedbackScores, Preference
 from .feedback.depth import DEPTH_LARGE
 from .feedback.embeddings import CLIP_B16, DINOV2_BASE
 from .feedback.segmentation import GROUNDING_DINO_TINY, SAM2_LARGE
@@ -37,8 +40,9 @@ from .frames import TrainingFrames
 from .guidance import GuidanceScales
 from .offline import DREAMSIM_FILES, RequiredModel, names_a_folder, require_models
 from .outputs import SPECIALIST_OUTPUTS, check_outputs, make_readable, remove_outputs
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, Sampler
 from .specialist import EditCondition, EditSpecialist, SpecialistConfig
+from .styles import Style
 from .training_curves import save_training_curves
 from .validation import FieldChecks, is_int, is_number, is_numbers
 
@@ -423,6 +427,71 @@ def build_model(config: TrainConfig, device: torch.device, components: BaseCompo
     return model.optimize(InferenceOptions.recommended(device, dtype=half, training=True))
 
 
+@dataclass
+class TrainingRun:
+    """What every optimizer step works with, set up once by `start_run`."""
+
+    config: TrainConfig
+    accelerator: Any
+    style: Style
+    output: Path
+    checkpoints: Checkpoints
+    model: EditSpecialist
+    feedback: Feedback
+    frames: TrainingFrames
+    exemplars: np.ndarray  # (E, H, W, 3) uint8
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    sampler: Sampler
+    stochastic_steps: list[int]  # the denoising steps whose transitions have a likelihood to train
+    guidance: GuidanceScales
+    start: int  # the first step still to run
+    log: list[dict]
+    writer: Any  # TensorBoard's SummaryWriter on the main process, else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+
+@dataclass
+class StepPlan:
+    """One step's pairs: frame, exemplar and noise seed of each, and which of them this process samples."""
+
+    frame_ids: np.ndarray
+    exemplar_ids: np.ndarray
+    seeds: np.ndarray
+    local: np.ndarray  # indices of this process's pairs
+
+
+@dataclass
+class Ranking:
+    """The judges' verdict on one step's pairs (all processes), and this process's share of it."""
+
+    a_scores: FeedbackScores
+    b_scores: FeedbackScores
+    preference: Preference
+    a_wins: torch.Tensor  # (local pairs,) bool, on the CPU
+    valid: torch.Tensor  # (local pairs,) bool, on the CPU
+
+
+@dataclass
+class Update:
+    loss: float
+    mean_abs_log_ratio: float
+    clamped: int
+    grad_norm: float
+    updated: bool
+
+
 def train(
     config: TrainConfig,
     *,
@@ -439,8 +508,49 @@ def train(
 
     An output folder that already holds a specialist or a run is refused unless `resume` (continue its run)
     or `overwrite` (delete what a run writes there, then train afresh)."""
-    from accelerate import Accelerator
     from tqdm.auto import tqdm
+
+    run = start_run(config, frames=frames, exemplars=exemplars, model=model, feedback=feedback, resume=resume,
+                    overwrite=overwrite, accelerator=accelerator)
+    bar = tqdm(range(run.start, config.optimizer_steps), initial=run.start, total=config.optimizer_steps,
+               desc=f"training {run.style.name}", disable=not (progress and run.accelerator.is_main_process))
+    for step in bar:
+        started = time.time()
+        plan = plan_step(run, step)
+        rollouts, sample_seconds, score_seconds = sample_and_score(run, plan)
+        ranking = rank_step(run, plan, rollouts, step)
+        train_started = time.perf_counter()
+        update = dpo_update(run, rollouts, ranking)
+        train_seconds = time.perf_counter() - train_started
+        entry = log_entry(run, step, plan, ranking, update) | {
+            "seconds": time.time() - started,
+            "sample_seconds": sample_seconds,
+            "score_seconds": score_seconds,
+            "train_seconds": train_seconds,
+        }
+        record_step(run, step, entry)
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", structure=f"{entry['structure']:.3f}",
+                        semantic=f"{entry['semantic']:.3f}")
+    if run.accelerator.is_main_process:
+        run.model.save_pretrained(run.output, exemplars=list(run.exemplars))
+        _write_model_card(run.output, config, run.style, run.log, run.exemplars)
+    return TrainResult(run.output, run.log, run.model)
+
+
+def start_run(
+    config: TrainConfig,
+    *,
+    frames: TrainingFrames | None,
+    exemplars: list[np.ndarray] | None,
+    model: EditSpecialist | None,
+    feedback: Feedback | None,
+    resume: bool,
+    overwrite: bool,
+    accelerator,
+) -> TrainingRun:
+    """Checks the output folder, loads what the caller did not pass, and restores the latest checkpoint if
+    resuming."""
+    from accelerate import Accelerator
 
     from .styles import StyleRegistry
 
@@ -476,7 +586,6 @@ def train(
     model.config.instruction = style.instruction
     model.config.guidance = tuple(config.guidance)
     model.config.scheduler = config.scheduler
-    exemplar_stack = np.stack([np.asarray(e) for e in exemplars])
 
     if resume and checkpoints.steps():
         checkpoints.load_reference(model)  # the reference policy is the weights before the first step
@@ -488,164 +597,177 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas),
                                   weight_decay=config.weight_decay)
     start, log = checkpoints.load_latest(model, optimizer) if resume else (0, [])
-    guidance = GuidanceScales.parse(config.guidance)
     sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)  # holds no state
-    stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
-    normaliser = config.pairs_per_step * len(stochastic_steps)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    if config.pairs_per_step % world:
-        raise ValueError(f"{config.pairs_per_step} pairs per step do not split over {world} processes; choose "
-                         f"samples_per_step as a multiple of {2 * world}")
+    if config.pairs_per_step % accelerator.num_processes:
+        raise ValueError(f"{config.pairs_per_step} pairs per step do not split over {accelerator.num_processes} "
+                         f"processes; choose samples_per_step as a multiple of {2 * accelerator.num_processes}")
 
+    writer = None
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str))
         # The log restarts from the checkpoint: a step logged but not checkpointed before a kill is redone.
         (output / "log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in log))
-    writer = _tensorboard(output) if accelerator.is_main_process else None
-    bar = tqdm(range(start, config.optimizer_steps), initial=start, total=config.optimizer_steps,
-               desc=f"training {style.name}", disable=not (progress and accelerator.is_main_process))
-    for step in bar:
-        started = time.time()
-        # 1. This step's frames, exemplars (alternating through all of them) and noise seeds.
-        rng = np.random.default_rng([config.seed, step])
-        pairs = config.pairs_per_step
-        frame_ids = rng.choice(len(frames), size=pairs, replace=len(frames) < pairs)
-        exemplar_ids = (step * pairs + np.arange(pairs)) % len(exemplar_stack)
-        seeds = rng.integers(0, 2**31 - 1, size=pairs)
-        local = np.arange(rank, pairs, world)
+        writer = _tensorboard(output)
+    return TrainingRun(
+        config=config, accelerator=accelerator, style=style, output=output, checkpoints=checkpoints, model=model,
+        feedback=feedback, frames=frames, exemplars=np.stack([np.asarray(e) for e in exemplars]), params=params,
+        optimizer=optimizer, sampler=sampler,
+        stochastic_steps=[t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)],
+        guidance=GuidanceScales.parse(config.guidance), start=start, log=log, writer=writer,
+    )
 
-        # 2-3. Sample pairs from shared initial noise and score them.
-        rollouts: list[Rollout] = []
-        sample_seconds = score_seconds = 0.0
-        model.unet.eval()
-        for chunk in np.array_split(local, max(1, math.ceil(len(local) / config.sample_batch_size))):
-            inputs = frames.frames[frame_ids[chunk]]
-            styles = exemplar_stack[exemplar_ids[chunk]]
-            cond = _concat_conditions(model.condition(inputs, styles, style.instruction))
-            chunk_seeds = [int(s) for s in seeds[chunk]]
-            phase = time.perf_counter()
-            latents, trajectory = model.sample(
-                cond,
-                seed=chunk_seeds * 2,
-                step_seed=[2 * s for s in chunk_seeds] + [2 * s + 1 for s in chunk_seeds],
-                num_steps=config.num_denoising_steps,
-                guidance=guidance,
-                scheduler=config.scheduler,
-                eta=config.eta,
-                return_trajectory=True,
-            )
-            edits = model.decode_latents(latents)  # returns to the host: the GPU work is done
-            sample_seconds += time.perf_counter() - phase
-            phase = time.perf_counter()
-            scores = _score(feedback, np.concatenate([inputs, inputs]), edits, np.concatenate([styles, styles]),
-                            style.instruction, np.concatenate([frames.masks[frame_ids[chunk]]] * 2),
-                            np.concatenate([frames.has_mask[frame_ids[chunk]]] * 2))
-            _synchronize(device)
-            score_seconds += time.perf_counter() - phase
-            rollouts.append(Rollout(cond, trajectory.latents.cpu(), trajectory.log_probs.cpu(), scores))
 
-        # Rank over the whole step's batch (all processes): advantages need the global mean and variance.
-        a_scores = _cat_scores([_half(r.scores, 0) for r in rollouts])
-        b_scores = _cat_scores([_half(r.scores, 1) for r in rollouts])
-        a_scores, b_scores = _gather(accelerator, a_scores), _gather(accelerator, b_scores)
-        preference = feedback.rank(a_scores, b_scores)
-        a_preferred = preference.a_preferred.cpu()
-        if config.preference == "random":
-            a_preferred = torch.from_numpy(np.random.default_rng([config.seed, step, 1]).random(pairs) < 0.5)
-        offset = rank * len(local)
-        a_wins = a_preferred[offset : offset + len(local)]
-        pair_valid = preference.valid[offset : offset + len(local)].cpu()
+def plan_step(run: TrainingRun, step: int) -> StepPlan:
+    """Step `step`'s frames, exemplars (alternating through all of them) and noise seeds: a pure function of
+    the seed and the step, so a resumed run repeats nothing."""
+    rng = np.random.default_rng([run.config.seed, step])
+    pairs = run.config.pairs_per_step
+    return StepPlan(
+        frame_ids=rng.choice(len(run.frames), size=pairs, replace=len(run.frames) < pairs),
+        exemplar_ids=(step * pairs + np.arange(pairs)) % len(run.exemplars),
+        seeds=rng.integers(0, 2**31 - 1, size=pairs),
+        local=np.arange(run.rank, pairs, run.world),
+    )
 
-        # 4. DPO over every stochastic denoising step, accumulated over steps and pairs.
-        train_started = time.perf_counter()
-        model.unet.train()
-        optimizer.zero_grad(set_to_none=True)
-        # Summed on the device and read once after the loop: no host sync per denoising step.
-        total_loss = torch.zeros((), dtype=torch.float64, device=device)
-        log_ratio_sum = torch.zeros((), dtype=torch.float64, device=device)
-        clamped = torch.zeros((), dtype=torch.int64, device=device)
-        row = ratio_terms = 0
-        for rollout in rollouts:
-            size = rollout.latents.shape[1] // 2
-            wins = a_wins[row : row + size]
-            valid = pair_valid[row : row + size]
-            row += size
-            winner = torch.where(wins, torch.arange(size), torch.arange(size) + size)
-            loser = torch.where(wins, torch.arange(size) + size, torch.arange(size))
-            for batch in torch.split(torch.arange(size), config.train_batch_size):
-                order = torch.cat([winner[batch], loser[batch]])
-                cond = rollout.cond.index(order.to(device))
-                states = rollout.latents[:, order].to(device)
-                batch_valid = valid[batch].to(device)
-                n = len(batch)
-                if config.reference == "sampling":
-                    refs = [rollout.log_probs[t, order].to(device) for t in stochastic_steps]
-                else:  # the reference does not change within a step: all its log-probs in one pass
-                    with torch.no_grad(), model.reference_policy():
-                        refs = [model.step_log_prob(cond, states[t], states[t + 1], sampler, t, guidance)
-                                for t in stochastic_steps]
-                for t, ref in zip(stochastic_steps, refs):
-                    current = model.step_log_prob(cond, states[t], states[t + 1], sampler, t, guidance)
-                    losses = d3po_loss(current[:n], ref[:n], current[n:], ref[n:], config.beta, config.ratio_clamp)
-                    loss = (losses * batch_valid).sum() / normaliser
-                    loss.backward()
-                    total_loss += loss.detach()
-                    ratio = (current - ref).detach()
-                    log_ratio_sum += ratio.abs().mean().double()
-                    ratio_terms += 1
-                    clamped += (ratio.exp() - 1).abs().gt(config.ratio_clamp).sum()
-        total_loss = float(total_loss)
-        mean_abs_log_ratio = float(log_ratio_sum) / ratio_terms if ratio_terms else 0.0
-        clamped = int(clamped)
-        for p in params:  # sum over processes: each loss was already divided by the global count
-            if p.grad is not None and world > 1:
-                p.grad = accelerator.reduce(p.grad, reduction="sum")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        # Every ratio clamped: no preference says anything this step. AdamW would still move the weights by its
-        # momentum (and decay), a step that no feedback asked for; skip it.
-        updated = bool(grad_norm > 0)
-        if updated:
-            optimizer.step()
-        _synchronize(device)
-        train_seconds = time.perf_counter() - train_started
 
-        # 5. Log (over all processes) and checkpoint.
-        if world > 1:
-            total_loss = float(accelerator.reduce(torch.tensor(total_loss, device=device), reduction="sum"))
-        entry = {
-            "step": step,
-            "loss": total_loss,
-            "structure": float(torch.cat([a_scores.structure, b_scores.structure]).mean()),
-            "semantic": float(torch.cat([a_scores.semantic, b_scores.semantic]).mean()),
-            "win_margin": float((preference.total_a - preference.total_b).abs().mean()),
-            "valid_pairs": float(preference.valid.float().mean()),
-            "mean_abs_log_ratio": mean_abs_log_ratio,
-            "clamped_fraction": clamped / max(1, 2 * len(local) * len(stochastic_steps)),
-            "grad_norm": float(grad_norm),
-            "updated": updated,
-            "seconds": time.time() - started,
-            "sample_seconds": sample_seconds,
-            "score_seconds": score_seconds,
-            "train_seconds": train_seconds,
-        }
-        log.append(entry)
-        if accelerator.is_main_process:
-            with open(output / "log.jsonl", "a") as f:
-                f.write(json.dumps(entry) + "\n")
-            if writer is not None:
-                for key, value in entry.items():
-                    writer.add_scalar(f"train/{key}", value, step)
-            checkpoints.save(step, model, optimizer, entry)
-            save_training_curves(log, output / "training_curves.png")
-        bar.set_postfix(loss=f"{entry['loss']:.4f}", structure=f"{entry['structure']:.3f}",
-                        semantic=f"{entry['semantic']:.3f}")
-        accelerator.wait_for_everyone()
+def sample_and_score(run: TrainingRun, plan: StepPlan) -> tuple[list[Rollout], float, float]:
+    """Two edits of each of this process's frames from the same initial noise, with their trajectories, and
+    the judges' scores of every edit; also the seconds spent sampling and scoring."""
+    config, model = run.config, run.model
+    rollouts: list[Rollout] = []
+    sample_seconds = score_seconds = 0.0
+    model.unet.eval()
+    for chunk in np.array_split(plan.local, max(1, math.ceil(len(plan.local) / config.sample_batch_size))):
+        inputs = run.frames.frames[plan.frame_ids[chunk]]
+        styles = run.exemplars[plan.exemplar_ids[chunk]]
+        cond = _concat_conditions(model.condition(inputs, styles, run.style.instruction))
+        chunk_seeds = [int(s) for s in plan.seeds[chunk]]
+        phase = time.perf_counter()
+        latents, trajectory = model.sample(
+            cond,
+            seed=chunk_seeds * 2,
+            step_seed=[2 * s for s in chunk_seeds] + [2 * s + 1 for s in chunk_seeds],
+            num_steps=config.num_denoising_steps,
+            guidance=run.guidance,
+            scheduler=config.scheduler,
+            eta=config.eta,
+            return_trajectory=True,
+        )
+        edits = model.decode_latents(latents)  # returns to the host: the GPU work is done
+        sample_seconds += time.perf_counter() - phase
+        phase = time.perf_counter()
+        frame_ids = plan.frame_ids[chunk]
+        scores = _score(run.feedback, np.concatenate([inputs, inputs]), edits, np.concatenate([styles, styles]),
+                        run.style.instruction, np.concatenate([run.frames.masks[frame_ids]] * 2),
+                        np.concatenate([run.frames.has_mask[frame_ids]] * 2))
+        _synchronize(run.device)
+        score_seconds += time.perf_counter() - phase
+        rollouts.append(Rollout(cond, trajectory.latents.cpu(), trajectory.log_probs.cpu(), scores))
+    return rollouts, sample_seconds, score_seconds
 
-    if accelerator.is_main_process:
-        model.save_pretrained(output, exemplars=list(exemplar_stack))
-        _write_model_card(output, config, style, log, exemplar_stack)
-    return TrainResult(output, log, model)
+
+def rank_step(run: TrainingRun, plan: StepPlan, rollouts: list[Rollout], step: int) -> Ranking:
+    """Ranks every pair over the whole step's batch (all processes: advantages need the global mean and
+    variance) and keeps this process's pairs; the `random` preference control replaces the judges' choice."""
+    a_scores = _gather(run.accelerator, _cat_scores([_half(r.scores, 0) for r in rollouts]))
+    b_scores = _gather(run.accelerator, _cat_scores([_half(r.scores, 1) for r in rollouts]))
+    preference = run.feedback.rank(a_scores, b_scores)
+    a_preferred = preference.a_preferred.cpu()
+    if run.config.preference == "random":
+        draws = np.random.default_rng([run.config.seed, step, 1]).random(run.config.pairs_per_step)
+        a_preferred = torch.from_numpy(draws < 0.5)
+    mine = slice(run.rank * len(plan.local), (run.rank + 1) * len(plan.local))
+    return Ranking(a_scores, b_scores, preference, a_preferred[mine], preference.valid[mine].cpu())
+
+
+def dpo_update(run: TrainingRun, rollouts: list[Rollout], ranking: Ranking) -> Update:
+    """The DPO loss of the preferred vs the other sample at every stochastic denoising step, as log-ratios
+    against the reference policy, accumulated over steps and pairs; then clip and one AdamW step."""
+    config, model, device = run.config, run.model, run.device
+    normaliser = config.pairs_per_step * len(run.stochastic_steps)
+    model.unet.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    # Summed on the device and read once after the loop: no host sync per denoising step.
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    log_ratio_sum = torch.zeros((), dtype=torch.float64, device=device)
+    clamped = torch.zeros((), dtype=torch.int64, device=device)
+    row = ratio_terms = 0
+    for rollout in rollouts:
+        size = rollout.latents.shape[1] // 2
+        wins = ranking.a_wins[row : row + size]
+        valid = ranking.valid[row : row + size]
+        row += size
+        winner = torch.where(wins, torch.arange(size), torch.arange(size) + size)
+        loser = torch.where(wins, torch.arange(size) + size, torch.arange(size))
+        for batch in torch.split(torch.arange(size), config.train_batch_size):
+            order = torch.cat([winner[batch], loser[batch]])
+            cond = rollout.cond.index(order.to(device))
+            states = rollout.latents[:, order].to(device)
+            batch_valid = valid[batch].to(device)
+            n = len(batch)
+            if config.reference == "sampling":
+                refs = [rollout.log_probs[t, order].to(device) for t in run.stochastic_steps]
+            else:  # the reference does not change within a step: all its log-probs in one pass
+                with torch.no_grad(), model.reference_policy():
+                    refs = [model.step_log_prob(cond, states[t], states[t + 1], run.sampler, t, run.guidance)
+                            for t in run.stochastic_steps]
+            for t, ref in zip(run.stochastic_steps, refs):
+                current = model.step_log_prob(cond, states[t], states[t + 1], run.sampler, t, run.guidance)
+                losses = d3po_loss(current[:n], ref[:n], current[n:], ref[n:], config.beta, config.ratio_clamp)
+                loss = (losses * batch_valid).sum() / normaliser
+                loss.backward()
+                total_loss += loss.detach()
+                ratio = (current - ref).detach()
+                log_ratio_sum += ratio.abs().mean().double()
+                ratio_terms += 1
+                clamped += (ratio.exp() - 1).abs().gt(config.ratio_clamp).sum()
+    for p in run.params:  # sum over processes: each loss was already divided by the global count
+        if p.grad is not None and run.world > 1:
+            p.grad = run.accelerator.reduce(p.grad, reduction="sum")
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, config.max_grad_norm)
+    # Every ratio clamped: no preference says anything this step. AdamW would still move the weights by its
+    # momentum (and decay), a step that no feedback asked for; skip it.
+    updated = bool(grad_norm > 0)
+    if updated:
+        run.optimizer.step()
+    _synchronize(device)
+    loss_value = float(total_loss)
+    if run.world > 1:
+        loss_value = float(run.accelerator.reduce(torch.tensor(loss_value, device=device), reduction="sum"))
+    return Update(loss=loss_value, mean_abs_log_ratio=float(log_ratio_sum) / ratio_terms if ratio_terms else 0.0,
+                  clamped=int(clamped), grad_norm=float(grad_norm), updated=updated)
+
+
+def log_entry(run: TrainingRun, step: int, plan: StepPlan, ranking: Ranking, update: Update) -> dict:
+    """One step's line of log.jsonl (over all processes, except the clamped fraction: this process's)."""
+    preference = ranking.preference
+    return {
+        "step": step,
+        "loss": update.loss,
+        "structure": float(torch.cat([ranking.a_scores.structure, ranking.b_scores.structure]).mean()),
+        "semantic": float(torch.cat([ranking.a_scores.semantic, ranking.b_scores.semantic]).mean()),
+        "win_margin": float((preference.total_a - preference.total_b).abs().mean()),
+        "valid_pairs": float(preference.valid.float().mean()),
+        "mean_abs_log_ratio": update.mean_abs_log_ratio,
+        "clamped_fraction": update.clamped / max(1, 2 * len(plan.local) * len(run.stochastic_steps)),
+        "grad_norm": update.grad_norm,
+        "updated": update.updated,
+    }
+
+
+def record_step(run: TrainingRun, step: int, entry: dict) -> None:
+    """Appends the log (JSONL, TensorBoard, curves) and checkpoints the step, on the main process."""
+    run.log.append(entry)
+    if run.accelerator.is_main_process:
+        with open(run.output / "log.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if run.writer is not None:
+            for key, value in entry.items():
+                run.writer.add_scalar(f"train/{key}", value, step)
+        run.checkpoints.save(step, run.model, run.optimizer, entry)
+        save_training_curves(run.log, run.output / "training_curves.png")
+    run.accelerator.wait_for_everyone()
 
 
 def _score(feedback: Feedback, inputs, edits, styles, instruction: str, masks: np.ndarray,
