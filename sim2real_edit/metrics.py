@@ -24,6 +24,7 @@ give equal intervals.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -80,20 +81,22 @@ def pearson_r(sim: SuccessRates, real: SuccessRates) -> float:
 
 
 def _mmrv_rows(sim: np.ndarray, real: np.ndarray) -> np.ndarray:
-    """MMRV of every row of ``sim`` (draws x policies) against ``real`` (policies,)."""
-    sim_ahead = sim[:, :, None] > sim[:, None, :]
-    real_ahead = real[:, None] > real[None, :]
-    real_gaps = np.abs(real[:, None] - real[None, :])
-    return np.where(sim_ahead != real_ahead, real_gaps, 0.0).max(axis=2).mean(axis=1)
+    """MMRV of every row of ``sim`` (..., policies) against ``real``, which broadcasts against it: one
+    reference row (policies,) for all draws, or one per draw. Reduces the last axis."""
+    sim_ahead = sim[..., :, None] > sim[..., None, :]
+    real_ahead = real[..., :, None] > real[..., None, :]
+    real_gaps = np.abs(real[..., :, None] - real[..., None, :])
+    return np.where(sim_ahead != real_ahead, real_gaps, 0.0).max(axis=-1).mean(axis=-1)
 
 
 def _pearson_rows(sim: np.ndarray, real: np.ndarray) -> np.ndarray:
-    """SIMPLER's Pearson r of every row of ``sim`` (draws x policies) against ``real`` (policies,)."""
-    sim_centred = sim - sim.mean(axis=1, keepdims=True)
-    real_centred = real - real.mean()
-    denominator = np.sqrt(np.sum(sim_centred**2, axis=1) * np.sum(real_centred**2)) + 1e-8
-    correlation = np.sum(sim_centred * real_centred, axis=1) / denominator
-    return np.where(np.all(sim_centred == real_centred, axis=1), 1.0, correlation)
+    """SIMPLER's Pearson r of every row of ``sim`` (..., policies) against ``real``, which broadcasts
+    against it: one reference row (policies,) for all draws, or one per draw. Reduces the last axis."""
+    sim_centred = sim - sim.mean(axis=-1, keepdims=True)
+    real_centred = real - real.mean(axis=-1, keepdims=True)
+    denominator = np.sqrt(np.sum(sim_centred**2, axis=-1) * np.sum(real_centred**2, axis=-1)) + 1e-8
+    correlation = np.sum(sim_centred * real_centred, axis=-1) / denominator
+    return np.where(np.all(sim_centred == real_centred, axis=-1), 1.0, correlation)
 
 
 def bootstrap_ci(
@@ -270,3 +273,355 @@ def _percentile_bootstrap(samples: list[np.ndarray], statistic, n_boot: int, alp
         method="percentile",
         random_state=np.random.default_rng(seed),
     )
+
+
+# --- Paired domains: one joint trial bootstrap for every policy and every domain -------------------------
+
+#: The rate columns of the paired report: open trials, close trials, and SIMPLER's open/close average.
+COLUMNS = ("open", "close", "average")
+_ACTIONS = ("open", "close")
+_DIFFERENCE_METRICS = ("mae", "mmrv", "pearson_r")
+
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class PairedOutcomes:
+    """0/1 outcomes of policies x domains on shared trials.
+
+    ``outcomes[domain][policy]`` is a (trials, repeats) array; entry ``[i, k]`` is the episode of trial i
+    (a task at a start pose, whose action ``trial_actions[i]`` is "open" or "close") at reset seed k, and it
+    is the same start state in every domain and for every policy. The arrays are stored as read-only float
+    copies; policies keep the order of the first domain."""
+
+    trial_actions: tuple[str, ...]
+    outcomes: Mapping[str, Mapping[str, np.ndarray]]
+
+    def __post_init__(self) -> None:
+        actions = tuple(self.trial_actions)
+        unknown = sorted({action for action in actions if action not in _ACTIONS})
+        if unknown:
+            raise ValueError(f"trial_actions must each be 'open' or 'close'; got {unknown}")
+        missing = [action for action in _ACTIONS if action not in actions]
+        if missing:
+            raise ValueError(
+                f"trial_actions hold no {missing[0]!r} trial; the open, close and average columns need at "
+                "least one trial of each action"
+            )
+        if not isinstance(self.outcomes, Mapping) or not self.outcomes:
+            raise ValueError("outcomes must be a non-empty dict: outcomes[domain][policy] -> (trials, repeats)")
+        domains = list(self.outcomes)
+        policies = list(self.outcomes[domains[0]])
+        if len(policies) < 2:
+            raise ValueError(f"ranking metrics need at least 2 policies, got {len(policies)} in {domains[0]!r}")
+        normalised: dict[str, dict[str, np.ndarray]] = {}
+        shape: tuple[int, ...] | None = None
+        for domain in domains:
+            by_policy = self.outcomes[domain]
+            if not isinstance(by_policy, Mapping) or set(by_policy) != set(policies):
+                found = sorted(by_policy) if isinstance(by_policy, Mapping) else type(by_policy).__name__
+                raise ValueError(
+                    f"domain {domain!r} must hold the same policies as {domains[0]!r} ({sorted(policies)}); "
+                    f"got {found}. Evaluate every policy in every domain, or drop the policy everywhere."
+                )
+            normalised[domain] = {}
+            for policy in policies:
+                array = np.array(by_policy[policy], dtype=np.float64)
+                label = f"outcomes[{domain!r}][{policy!r}]"
+                if array.ndim != 2 or array.shape[0] != len(actions) or array.shape[1] < 1:
+                    raise ValueError(
+                        f"{label} must be (trials, repeats) = ({len(actions)}, seeds), one row per trial of "
+                        f"trial_actions; got shape {array.shape}"
+                    )
+                if shape is not None and array.shape != shape:
+                    raise ValueError(
+                        f"{label} has shape {array.shape} but others have {shape}: every domain and policy "
+                        "must hold the same trials and reset seeds (paired episodes)"
+                    )
+                shape = array.shape
+                if not np.all((array == 0) | (array == 1)):
+                    raise ValueError(f"{label} must hold 0/1 or boolean episode outcomes")
+                array.setflags(write=False)
+                normalised[domain][policy] = array
+        object.__setattr__(self, "trial_actions", actions)
+        object.__setattr__(self, "outcomes", normalised)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self.outcomes)
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        return tuple(next(iter(self.outcomes.values())))
+
+    @property
+    def repeats(self) -> int:
+        return next(iter(next(iter(self.outcomes.values())).values())).shape[1]
+
+    def stacked(self) -> np.ndarray:
+        """All outcomes as one float array (domains, policies, trials, repeats), in `domains` x `policies`
+        order."""
+        return np.array([[self.outcomes[domain][policy] for policy in self.policies] for domain in self.domains])
+
+
+def _json_number(value: float) -> float | None:
+    return None if not np.isfinite(value) else float(value)
+
+
+def _json_interval(interval: Interval | None) -> list[float | None] | None:
+    return None if interval is None else [_json_number(bound) for bound in interval]
+
+
+@dataclass(frozen=True)
+class PolicyGap:
+    """One policy's rate in a domain and in the reference, and |difference| with its interval."""
+
+    rate: float
+    reference_rate: float
+    abs_gap: float
+    abs_gap_interval: Interval
+
+    def to_json(self) -> dict:
+        return {"rate": _json_number(self.rate), "reference_rate": _json_number(self.reference_rate),
+                "abs_gap": _json_number(self.abs_gap), "abs_gap_interval": _json_interval(self.abs_gap_interval)}
+
+
+@dataclass(frozen=True)
+class ColumnAgreement:
+    """A domain against the reference in one column: values on the data as given, joint-bootstrap intervals.
+
+    ``pearson_r`` is NaN where either side's rates are constant across policies; its interval is over the
+    draws where it is defined (None if none is) and ``pearson_r_undefined_share`` is the share of draws
+    where it is not. ``ties`` counts the policy pairs tied in the domain but strictly ordered in the
+    reference (``tied_pairs`` names them): under strict comparisons each tie is a rank violation."""
+
+    mae: float
+    mae_interval: Interval
+    agreement: float
+    agreement_interval: Interval
+    mmrv: float
+    mmrv_interval: Interval
+    pearson_r: float
+    pearson_r_interval: Interval | None
+    pearson_r_undefined_share: float
+    ties: int
+    tied_pairs: tuple[tuple[str, str], ...]
+    per_policy: dict[str, PolicyGap]
+
+    def to_json(self) -> dict:
+        return {
+            "mae": _json_number(self.mae), "mae_interval": _json_interval(self.mae_interval),
+            "agreement": _json_number(self.agreement), "agreement_interval": _json_interval(self.agreement_interval),
+            "mmrv": _json_number(self.mmrv), "mmrv_interval": _json_interval(self.mmrv_interval),
+            "pearson_r": _json_number(self.pearson_r), "pearson_r_interval": _json_interval(self.pearson_r_interval),
+            "pearson_r_undefined_share": float(self.pearson_r_undefined_share),
+            "ties": int(self.ties), "tied_pairs": [list(pair) for pair in self.tied_pairs],
+            "per_policy": {name: gap.to_json() for name, gap in self.per_policy.items()},
+        }
+
+
+@dataclass(frozen=True)
+class DomainAgreement:
+    """How one domain agrees with the reference, per column (`COLUMNS`)."""
+
+    domain: str
+    columns: dict[str, ColumnAgreement]
+
+    def to_json(self) -> dict:
+        return {"domain": self.domain, "columns": {name: column.to_json() for name, column in self.columns.items()}}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``metric(domain) - metric(versus)`` in one column, on the data and over the same bootstrap draws.
+
+    For pearson_r the interval is over the draws where both are defined (None if none is)."""
+
+    domain: str
+    versus: str
+    metric: str
+    column: str
+    value: float
+    interval: Interval | None
+
+    def to_json(self) -> dict:
+        return {"domain": self.domain, "versus": self.versus, "metric": self.metric, "column": self.column,
+                "value": _json_number(self.value), "interval": _json_interval(self.interval)}
+
+
+@dataclass(frozen=True)
+class JointBootstrap:
+    """Every domain against the reference, and every domain against the baseline, from one set of draws."""
+
+    reference: str
+    baseline: str
+    domains: dict[str, DomainAgreement]
+    differences: list[Difference]
+    n_boot: int
+    alpha: float
+    trials: int
+    episodes_per_policy: int
+
+    def to_json(self) -> dict:
+        return {"reference": self.reference, "baseline": self.baseline,
+                "domains": [agreement.to_json() for agreement in self.domains.values()],
+                "differences": [difference.to_json() for difference in self.differences],
+                "n_boot": self.n_boot, "alpha": self.alpha, "trials": self.trials,
+                "episodes_per_policy": self.episodes_per_policy}
+
+
+def _stratified_trial_weights(actions: tuple[str, ...], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per action, how often each trial enters each draw: int (1 + n_boot, trials) counts. Row 0 is the data
+    as given (each of the action's trials once); every other row resamples the action's trials with
+    replacement. A count of 0 keeps the other action's trials out of the column."""
+    weights = {}
+    action_array = np.array(actions)
+    for action in _ACTIONS:
+        members = np.flatnonzero(action_array == action)
+        drawn = rng.choice(members, size=(n_boot, members.size), replace=True)
+        flat = (np.arange(n_boot)[:, None] * len(actions) + drawn).ravel()
+        counts = np.bincount(flat, minlength=n_boot * len(actions)).reshape(n_boot, len(actions))
+        given = np.zeros((1, len(actions)), dtype=counts.dtype)
+        given[0, members] = 1
+        weights[action] = np.concatenate([given, counts])
+    return weights
+
+
+def _column_rates(successes: np.ndarray, weights: dict[str, np.ndarray], repeats: int) -> dict[str, np.ndarray]:
+    """Rates (..., 1 + n_boot) per column from integer per-trial counts (..., trials).
+
+    Each column divides exact integer counts by one denominator, so equal counts give bit-equal rates: ties
+    stay ties (the average is formed on the common denominator, not as a float mean of two rates)."""
+    n_open, n_close = int(weights["open"][0].sum()), int(weights["close"][0].sum())
+    open_counts, close_counts = successes @ weights["open"].T, successes @ weights["close"].T
+    return {
+        "open": open_counts / (n_open * repeats),
+        "close": close_counts / (n_close * repeats),
+        "average": (open_counts * n_close + close_counts * n_open) / (2 * n_open * n_close * repeats),
+    }
+
+
+def _percentile_intervals(draws: np.ndarray, alpha: float) -> np.ndarray:
+    """Percentile bounds (2, ...) over the last axis of ``draws``, ignoring NaN draws; NaN where no draw is
+    defined."""
+    bounds = [alpha / 2, 1 - alpha / 2]
+    if not np.isnan(draws).any():
+        return np.quantile(draws, bounds, axis=-1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: reported as an undefined interval
+        return np.nanquantile(draws, bounds, axis=-1)
+
+
+def _interval(bounds: np.ndarray, *index: int) -> Interval | None:
+    low, high = float(bounds[(0, *index)]), float(bounds[(1, *index)])
+    return None if np.isnan(low) else (low, high)
+
+
+def joint_bootstrap(
+    paired: PairedOutcomes,
+    reference: str = "real",
+    baseline: str = "unedited",
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> JointBootstrap:
+    """Every domain's agreement with ``reference`` and its differences to ``baseline``, with percentile
+    intervals from one joint trial bootstrap.
+
+    One draw resamples the trial indices with replacement within each action (open among open, close among
+    close) and uses the same indices for every policy and every domain, the reference included, so trial
+    difficulty shared by sim and real cancels instead of widening the intervals. Per draw and column:
+    per-policy rates, |rate - reference rate| and their mean over policies (MAE), the share of paired
+    episodes (trial, seed) with the reference's outcome (average column: the mean of open and close),
+    MMRV and Pearson r against the reference's rates of that draw. Values are on the data as given."""
+    domains = paired.domains
+    for role, name in (("reference", reference), ("baseline", baseline)):
+        if name not in domains:
+            raise ValueError(f"{role} domain {name!r} is not among the outcomes' domains {list(domains)}")
+    if reference == baseline:
+        raise ValueError(f"reference and baseline must differ; both are {reference!r}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+
+    policies = paired.policies
+    outcomes = paired.stacked().astype(np.int64)  # (domains, policies, trials, repeats)
+    reference_index, baseline_index = domains.index(reference), domains.index(baseline)
+    repeats = paired.repeats
+    weights = _stratified_trial_weights(paired.trial_actions, n_boot, np.random.default_rng(seed))
+
+    # Every array below has draws on its last axis (or second last, before policies); index 0 is the data.
+    rates = _column_rates(outcomes.sum(axis=-1), weights, repeats)  # column -> (domains, policies, draws)
+    same_as_reference = (outcomes == outcomes[reference_index]).sum(axis=(1, 3))  # (domains, trials)
+    agreement = {action: same_as_reference @ weights[action].T / (weights[action][0].sum() * repeats * len(policies))
+                 for action in _ACTIONS}
+    agreement["average"] = (agreement["open"] + agreement["close"]) / 2
+
+    metrics: dict[str, dict[str, np.ndarray]] = {}  # column -> metric -> (domains, draws), abs_gaps with policies
+    for column in COLUMNS:
+        domain_rates = np.moveaxis(rates[column], 1, -1)  # (domains, draws, policies)
+        reference_rates = domain_rates[reference_index]
+        constant = (np.ptp(domain_rates, axis=-1) == 0) | (np.ptp(reference_rates, axis=-1) == 0)
+        abs_gaps = np.abs(domain_rates - reference_rates)
+        metrics[column] = {
+            "abs_gaps": np.moveaxis(abs_gaps, 1, -1),  # (domains, policies, draws)
+            "mae": abs_gaps.mean(axis=-1),
+            "agreement": agreement[column],
+            "mmrv": _mmrv_rows(domain_rates, reference_rates),
+            "pearson_r": np.where(constant, np.nan, _pearson_rows(domain_rates, reference_rates)),
+        }
+    bounds = {column: {name: _percentile_intervals(values[..., 1:], alpha) for name, values in by_metric.items()}
+              for column, by_metric in metrics.items()}
+
+    results: dict[str, DomainAgreement] = {}
+    for d, domain in enumerate(domains):
+        if domain == reference:
+            continue
+        columns = {}
+        for column in COLUMNS:
+            values, intervals = metrics[column], bounds[column]
+            given_rates, given_reference = rates[column][d, :, 0], rates[column][reference_index, :, 0]
+            tied_pairs = tuple(
+                (policies[i], policies[j])
+                for i in range(len(policies)) for j in range(i + 1, len(policies))
+                if given_rates[i] == given_rates[j] and given_reference[i] != given_reference[j]
+            )
+            columns[column] = ColumnAgreement(
+                mae=float(values["mae"][d, 0]),
+                mae_interval=_interval(intervals["mae"], d),
+                agreement=float(values["agreement"][d, 0]),
+                agreement_interval=_interval(intervals["agreement"], d),
+                mmrv=float(values["mmrv"][d, 0]),
+                mmrv_interval=_interval(intervals["mmrv"], d),
+                pearson_r=float(values["pearson_r"][d, 0]),
+                pearson_r_interval=_interval(intervals["pearson_r"], d),
+                pearson_r_undefined_share=float(np.mean(np.isnan(values["pearson_r"][d, 1:]))),
+                ties=len(tied_pairs),
+                tied_pairs=tied_pairs,
+                per_policy={
+                    policy: PolicyGap(
+                        rate=float(given_rates[p]),
+                        reference_rate=float(given_reference[p]),
+                        abs_gap=float(values["abs_gaps"][d, p, 0]),
+                        abs_gap_interval=_interval(intervals["abs_gaps"], d, p),
+                    )
+                    for p, policy in enumerate(policies)
+                },
+            )
+        results[domain] = DomainAgreement(domain, columns)
+
+    compared = [d for d, domain in enumerate(domains) if domain not in (reference, baseline)]
+    differences = []
+    for metric in _DIFFERENCE_METRICS:
+        for column in COLUMNS:
+            gaps = metrics[column][metric][compared] - metrics[column][metric][baseline_index]
+            gap_bounds = _percentile_intervals(gaps[:, 1:], alpha)
+            differences += [Difference(domains[d], baseline, metric, column, float(gaps[row, 0]),
+                                       _interval(gap_bounds, row))
+                            for row, d in enumerate(compared)]
+    differences.sort(key=lambda difference: compared.index(domains.index(difference.domain)))
+
+    return JointBootstrap(reference=reference, baseline=baseline, domains=results, differences=differences,
+                          n_boot=n_boot, alpha=alpha, trials=len(paired.trial_actions),
+                          episodes_per_policy=len(paired.trial_actions) * repeats)
