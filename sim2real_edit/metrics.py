@@ -625,3 +625,93 @@ def joint_bootstrap(
     return JointBootstrap(reference=reference, baseline=baseline, domains=results, differences=differences,
                           n_boot=n_boot, alpha=alpha, trials=len(paired.trial_actions),
                           episodes_per_policy=len(paired.trial_actions) * repeats)
+
+
+@dataclass(frozen=True)
+class GapPower:
+    """How often an experiment of ``trials`` trials detects a domain that closes ``share_closed`` of the gap.
+
+    ``power`` is the share of simulated experiments whose interval of (baseline MAE - candidate MAE) lies
+    entirely above 0. The MAEs are the pilot's (baseline, ceiling) and the simulated candidate's mean."""
+
+    power: float
+    baseline_mae: float
+    ceiling_mae: float
+    candidate_mae: float
+    share_closed: float
+    trials: int
+    simulations: int
+
+    def to_json(self) -> dict:
+        return {name: _json_number(value) if isinstance(value, float) else value
+                for name, value in self.__dict__.items()}
+
+
+def power_of_gap(
+    pilot: PairedOutcomes,
+    ceiling: str = "ceiling",
+    baseline: str = "unedited",
+    reference: str = "real",
+    share_closed: float = 0.5,
+    trials_per_action: int | None = None,
+    column: str = "average",
+    n_simulations: int = 200,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> GapPower:
+    """The power of the joint bootstrap to show that a domain beats ``baseline`` in MAE, from pilot data.
+
+    Each simulated experiment draws ``trials_per_action`` trials per action from the pilot's (default: as
+    many as the pilot has), keeps their episodes in every domain, and builds a candidate domain whose every
+    episode is the ceiling's with probability ``share_closed`` and the baseline's otherwise (so its rates sit
+    that share of the way from the baseline to the ceiling). The experiment detects the candidate when the
+    `joint_bootstrap` interval of (candidate MAE - baseline MAE) in ``column`` lies below 0."""
+    for role, name in (("ceiling", ceiling), ("baseline", baseline), ("reference", reference)):
+        if name not in pilot.domains:
+            raise ValueError(f"{role} domain {name!r} is not among the pilot's domains {list(pilot.domains)}")
+    if len({ceiling, baseline, reference}) < 3:
+        raise ValueError(f"ceiling, baseline and reference must be three different domains; got "
+                         f"{ceiling!r}, {baseline!r}, {reference!r}")
+    if not 0 < share_closed <= 1:
+        raise ValueError(f"share_closed must lie in (0, 1], got {share_closed}")
+    if column not in COLUMNS:
+        raise ValueError(f"column must be one of {COLUMNS}, got {column!r}")
+    if n_simulations < 1:
+        raise ValueError(f"n_simulations must be at least 1, got {n_simulations}")
+    if trials_per_action is not None and trials_per_action < 1:
+        raise ValueError(f"trials_per_action must be at least 1 (or None for the pilot's), got {trials_per_action}")
+
+    rng = np.random.default_rng(seed)
+    actions = np.array(pilot.trial_actions)
+    members = {action: np.flatnonzero(actions == action) for action in _ACTIONS}
+    sizes = {action: trials_per_action or group.size for action, group in members.items()}
+    candidate = "candidate"
+    pilot_result = joint_bootstrap(pilot, reference=reference, baseline=baseline, n_boot=1, alpha=alpha, seed=seed)
+
+    detected, candidate_maes = 0, []
+    for simulation in range(n_simulations):
+        trials = np.concatenate([rng.choice(members[action], size=sizes[action]) for action in _ACTIONS])
+        drawn = {domain: {policy: pilot.outcomes[domain][policy][trials] for policy in pilot.policies}
+                 for domain in (reference, baseline, ceiling)}
+        drawn[candidate] = {
+            policy: np.where(rng.random(outcomes.shape) < share_closed, drawn[ceiling][policy], outcomes)
+            for policy, outcomes in drawn[baseline].items()
+        }
+        experiment = PairedOutcomes(tuple(actions[trials]), drawn)
+        result = joint_bootstrap(experiment, reference=reference, baseline=baseline, n_boot=n_boot, alpha=alpha,
+                                 seed=seed + simulation + 1)
+        difference = next(d for d in result.differences
+                          if d.domain == candidate and d.metric == "mae" and d.column == column)
+        detected += difference.interval is not None and difference.interval[1] < 0
+        candidate_maes.append(result.domains[candidate].columns[column].mae)
+
+    return GapPower(
+        power=detected / n_simulations,
+        baseline_mae=pilot_result.domains[baseline].columns[column].mae,
+        ceiling_mae=pilot_result.domains[ceiling].columns[column].mae,
+        candidate_mae=float(np.mean(candidate_maes)),
+        share_closed=float(share_closed),
+        trials=sum(sizes.values()),
+        simulations=n_simulations,
+    )

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from sim2real_edit.metrics import COLUMNS, PairedOutcomes, joint_bootstrap
+from sim2real_edit.metrics import COLUMNS, PairedOutcomes, joint_bootstrap, power_of_gap
 
 # Three policies on two open and two close trials, one reset seed; rows are trials.
 HAND_ACTIONS = ("open", "open", "close", "close")
@@ -247,3 +247,44 @@ def test_bad_bootstrap_arguments_are_refused(arguments, message):
     paired = PairedOutcomes(HAND_ACTIONS, _valid_outcomes())
     with pytest.raises(ValueError, match=message):
         joint_bootstrap(paired, **arguments)
+
+
+def _pilot_with_a_gap(ceiling_is_baseline: bool = False) -> PairedOutcomes:
+    """Four policies of graded skill; the sim loses a quarter of the real world's successes."""
+    rng = np.random.default_rng(6)
+    actions = ("open", "close") * 20
+    skill = np.linspace(0.2, 0.8, 4)
+    real = {f"p{p}": rng.random((len(actions), 2)) < skill[p] for p in range(len(skill))}
+    sim = {policy: outcomes & (rng.random(outcomes.shape) < 0.75) for policy, outcomes in real.items()}
+    return PairedOutcomes(actions, {"real": real, "unedited": sim, "ceiling": sim if ceiling_is_baseline else real})
+
+
+def test_power_grows_with_the_trials_and_vanishes_without_a_gap():
+    pilot = _pilot_with_a_gap()
+    small = power_of_gap(pilot, trials_per_action=3, n_simulations=40, n_boot=300)
+    full = power_of_gap(pilot, n_simulations=40, n_boot=300)
+    assert full.trials == 40 and small.trials == 6
+    assert full.ceiling_mae == 0.0 and full.baseline_mae > 0.05
+    # Half the episodes taken from the ceiling (the real world itself) halve the gap, up to sampling noise.
+    assert full.candidate_mae == pytest.approx(full.baseline_mae / 2, rel=0.25)
+    assert full.power >= 0.9
+    assert small.power < full.power
+    nothing_to_close = power_of_gap(_pilot_with_a_gap(ceiling_is_baseline=True), n_simulations=20, n_boot=200)
+    assert nothing_to_close.power == 0.0
+    assert json.loads(json.dumps(full.to_json(), allow_nan=False))["power"] == full.power
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"ceiling": "oracle"}, "ceiling domain 'oracle'"),
+        ({"ceiling": "unedited"}, "three different domains"),
+        ({"share_closed": 0.0}, "share_closed"),
+        ({"column": "push"}, "column"),
+        ({"trials_per_action": 0}, "trials_per_action"),
+        ({"n_simulations": 0}, "n_simulations"),
+    ],
+)
+def test_bad_power_arguments_are_refused(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        power_of_gap(_pilot_with_a_gap(), **arguments)
