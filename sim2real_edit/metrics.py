@@ -20,6 +20,14 @@ a list of rate groups whose rates are averaged (``[open_trials]`` for the open r
 close_trials]`` for SIMPLER's open/close average), each a list of per-trial 0/1 outcome arrays. Trials are
 resampled within their stratum. Percentile intervals from `scipy.stats.bootstrap`, seeded, so equal inputs
 give equal intervals.
+
+Paired domains: where every domain (unedited, edited, ceiling, floor, ...) and the reference real world run
+the same trials at the same reset seeds (`PairedOutcomes`), `joint_bootstrap` draws one set of trial indices
+per draw (within open and within close trials) and applies it to every policy and every domain, so trial
+difficulty that sim and real share cancels. It reports per domain and column (`COLUMNS`) the MAE of the
+per-policy rates, paired episode agreement, MMRV, Pearson r (undefined where rates are constant) and the
+ties behind MMRV, plus each domain's differences to a baseline domain over the same draws. `power_of_gap`
+simulates experiments from pilot data to say how many trials detect a domain that closes part of the gap.
 """
 
 from __future__ import annotations
@@ -309,11 +317,15 @@ class PairedOutcomes:
                 "least one trial of each action"
             )
         if not isinstance(self.outcomes, Mapping) or not self.outcomes:
-            raise ValueError("outcomes must be a non-empty dict: outcomes[domain][policy] -> (trials, repeats)")
+            raise ValueError(
+                "outcomes must be a non-empty dict: outcomes[domain][policy] -> (trials, repeats)"
+            )
         domains = list(self.outcomes)
         policies = list(self.outcomes[domains[0]])
         if len(policies) < 2:
-            raise ValueError(f"ranking metrics need at least 2 policies, got {len(policies)} in {domains[0]!r}")
+            raise ValueError(
+                f"ranking metrics need at least 2 policies, got {len(policies)} in {domains[0]!r}"
+            )
         normalised: dict[str, dict[str, np.ndarray]] = {}
         shape: tuple[int, ...] | None = None
         for domain in domains:
@@ -361,7 +373,9 @@ class PairedOutcomes:
     def stacked(self) -> np.ndarray:
         """All outcomes as one float array (domains, policies, trials, repeats), in `domains` x `policies`
         order."""
-        return np.array([[self.outcomes[domain][policy] for policy in self.policies] for domain in self.domains])
+        return np.array(
+            [[self.outcomes[domain][policy] for policy in self.policies] for domain in self.domains]
+        )
 
 
 def _json_number(value: float) -> float | None:
@@ -382,8 +396,12 @@ class PolicyGap:
     abs_gap_interval: Interval
 
     def to_json(self) -> dict:
-        return {"rate": _json_number(self.rate), "reference_rate": _json_number(self.reference_rate),
-                "abs_gap": _json_number(self.abs_gap), "abs_gap_interval": _json_interval(self.abs_gap_interval)}
+        return {
+            "rate": _json_number(self.rate),
+            "reference_rate": _json_number(self.reference_rate),
+            "abs_gap": _json_number(self.abs_gap),
+            "abs_gap_interval": _json_interval(self.abs_gap_interval),
+        }
 
 
 @dataclass(frozen=True)
@@ -410,12 +428,17 @@ class ColumnAgreement:
 
     def to_json(self) -> dict:
         return {
-            "mae": _json_number(self.mae), "mae_interval": _json_interval(self.mae_interval),
-            "agreement": _json_number(self.agreement), "agreement_interval": _json_interval(self.agreement_interval),
-            "mmrv": _json_number(self.mmrv), "mmrv_interval": _json_interval(self.mmrv_interval),
-            "pearson_r": _json_number(self.pearson_r), "pearson_r_interval": _json_interval(self.pearson_r_interval),
+            "mae": _json_number(self.mae),
+            "mae_interval": _json_interval(self.mae_interval),
+            "agreement": _json_number(self.agreement),
+            "agreement_interval": _json_interval(self.agreement_interval),
+            "mmrv": _json_number(self.mmrv),
+            "mmrv_interval": _json_interval(self.mmrv_interval),
+            "pearson_r": _json_number(self.pearson_r),
+            "pearson_r_interval": _json_interval(self.pearson_r_interval),
             "pearson_r_undefined_share": float(self.pearson_r_undefined_share),
-            "ties": int(self.ties), "tied_pairs": [list(pair) for pair in self.tied_pairs],
+            "ties": int(self.ties),
+            "tied_pairs": [list(pair) for pair in self.tied_pairs],
             "per_policy": {name: gap.to_json() for name, gap in self.per_policy.items()},
         }
 
@@ -428,7 +451,10 @@ class DomainAgreement:
     columns: dict[str, ColumnAgreement]
 
     def to_json(self) -> dict:
-        return {"domain": self.domain, "columns": {name: column.to_json() for name, column in self.columns.items()}}
+        return {
+            "domain": self.domain,
+            "columns": {name: column.to_json() for name, column in self.columns.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -445,8 +471,14 @@ class Difference:
     interval: Interval | None
 
     def to_json(self) -> dict:
-        return {"domain": self.domain, "versus": self.versus, "metric": self.metric, "column": self.column,
-                "value": _json_number(self.value), "interval": _json_interval(self.interval)}
+        return {
+            "domain": self.domain,
+            "versus": self.versus,
+            "metric": self.metric,
+            "column": self.column,
+            "value": _json_number(self.value),
+            "interval": _json_interval(self.interval),
+        }
 
 
 @dataclass(frozen=True)
@@ -463,14 +495,21 @@ class JointBootstrap:
     episodes_per_policy: int
 
     def to_json(self) -> dict:
-        return {"reference": self.reference, "baseline": self.baseline,
-                "domains": [agreement.to_json() for agreement in self.domains.values()],
-                "differences": [difference.to_json() for difference in self.differences],
-                "n_boot": self.n_boot, "alpha": self.alpha, "trials": self.trials,
-                "episodes_per_policy": self.episodes_per_policy}
+        return {
+            "reference": self.reference,
+            "baseline": self.baseline,
+            "domains": [agreement.to_json() for agreement in self.domains.values()],
+            "differences": [difference.to_json() for difference in self.differences],
+            "n_boot": self.n_boot,
+            "alpha": self.alpha,
+            "trials": self.trials,
+            "episodes_per_policy": self.episodes_per_policy,
+        }
 
 
-def _stratified_trial_weights(actions: tuple[str, ...], n_boot: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _stratified_trial_weights(
+    actions: tuple[str, ...], n_boot: int, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
     """Per action, how often each trial enters each draw: int (1 + n_boot, trials) counts. Row 0 is the data
     as given (each of the action's trials once); every other row resamples the action's trials with
     replacement. A count of 0 keeps the other action's trials out of the column."""
@@ -487,7 +526,9 @@ def _stratified_trial_weights(actions: tuple[str, ...], n_boot: int, rng: np.ran
     return weights
 
 
-def _column_rates(successes: np.ndarray, weights: dict[str, np.ndarray], repeats: int) -> dict[str, np.ndarray]:
+def _column_rates(
+    successes: np.ndarray, weights: dict[str, np.ndarray], repeats: int
+) -> dict[str, np.ndarray]:
     """Rates (..., 1 + n_boot) per column from integer per-trial counts (..., trials).
 
     Each column divides exact integer counts by one denominator, so equal counts give bit-equal rates: ties
@@ -554,11 +595,15 @@ def joint_bootstrap(
     # Every array below has draws on its last axis (or second last, before policies); index 0 is the data.
     rates = _column_rates(outcomes.sum(axis=-1), weights, repeats)  # column -> (domains, policies, draws)
     same_as_reference = (outcomes == outcomes[reference_index]).sum(axis=(1, 3))  # (domains, trials)
-    agreement = {action: same_as_reference @ weights[action].T / (weights[action][0].sum() * repeats * len(policies))
-                 for action in _ACTIONS}
+    agreement = {
+        action: same_as_reference @ weights[action].T / (weights[action][0].sum() * repeats * len(policies))
+        for action in _ACTIONS
+    }
     agreement["average"] = (agreement["open"] + agreement["close"]) / 2
 
-    metrics: dict[str, dict[str, np.ndarray]] = {}  # column -> metric -> (domains, draws), abs_gaps with policies
+    metrics: dict[
+        str, dict[str, np.ndarray]
+    ] = {}  # column -> metric -> (domains, draws), abs_gaps with policies
     for column in COLUMNS:
         domain_rates = np.moveaxis(rates[column], 1, -1)  # (domains, draws, policies)
         reference_rates = domain_rates[reference_index]
@@ -571,8 +616,10 @@ def joint_bootstrap(
             "mmrv": _mmrv_rows(domain_rates, reference_rates),
             "pearson_r": np.where(constant, np.nan, _pearson_rows(domain_rates, reference_rates)),
         }
-    bounds = {column: {name: _percentile_intervals(values[..., 1:], alpha) for name, values in by_metric.items()}
-              for column, by_metric in metrics.items()}
+    bounds = {
+        column: {name: _percentile_intervals(values[..., 1:], alpha) for name, values in by_metric.items()}
+        for column, by_metric in metrics.items()
+    }
 
     results: dict[str, DomainAgreement] = {}
     for d, domain in enumerate(domains):
@@ -584,7 +631,8 @@ def joint_bootstrap(
             given_rates, given_reference = rates[column][d, :, 0], rates[column][reference_index, :, 0]
             tied_pairs = tuple(
                 (policies[i], policies[j])
-                for i in range(len(policies)) for j in range(i + 1, len(policies))
+                for i in range(len(policies))
+                for j in range(i + 1, len(policies))
                 if given_rates[i] == given_rates[j] and given_reference[i] != given_reference[j]
             )
             columns[column] = ColumnAgreement(
@@ -617,14 +665,24 @@ def joint_bootstrap(
         for column in COLUMNS:
             gaps = metrics[column][metric][compared] - metrics[column][metric][baseline_index]
             gap_bounds = _percentile_intervals(gaps[:, 1:], alpha)
-            differences += [Difference(domains[d], baseline, metric, column, float(gaps[row, 0]),
-                                       _interval(gap_bounds, row))
-                            for row, d in enumerate(compared)]
+            differences += [
+                Difference(
+                    domains[d], baseline, metric, column, float(gaps[row, 0]), _interval(gap_bounds, row)
+                )
+                for row, d in enumerate(compared)
+            ]
     differences.sort(key=lambda difference: compared.index(domains.index(difference.domain)))
 
-    return JointBootstrap(reference=reference, baseline=baseline, domains=results, differences=differences,
-                          n_boot=n_boot, alpha=alpha, trials=len(paired.trial_actions),
-                          episodes_per_policy=len(paired.trial_actions) * repeats)
+    return JointBootstrap(
+        reference=reference,
+        baseline=baseline,
+        domains=results,
+        differences=differences,
+        n_boot=n_boot,
+        alpha=alpha,
+        trials=len(paired.trial_actions),
+        episodes_per_policy=len(paired.trial_actions) * repeats,
+    )
 
 
 @dataclass(frozen=True)
@@ -643,8 +701,10 @@ class GapPower:
     simulations: int
 
     def to_json(self) -> dict:
-        return {name: _json_number(value) if isinstance(value, float) else value
-                for name, value in self.__dict__.items()}
+        return {
+            name: _json_number(value) if isinstance(value, float) else value
+            for name, value in self.__dict__.items()
+        }
 
 
 def power_of_gap(
@@ -671,8 +731,10 @@ def power_of_gap(
         if name not in pilot.domains:
             raise ValueError(f"{role} domain {name!r} is not among the pilot's domains {list(pilot.domains)}")
     if len({ceiling, baseline, reference}) < 3:
-        raise ValueError(f"ceiling, baseline and reference must be three different domains; got "
-                         f"{ceiling!r}, {baseline!r}, {reference!r}")
+        raise ValueError(
+            f"ceiling, baseline and reference must be three different domains; got "
+            f"{ceiling!r}, {baseline!r}, {reference!r}"
+        )
     if not 0 < share_closed <= 1:
         raise ValueError(f"share_closed must lie in (0, 1], got {share_closed}")
     if column not in COLUMNS:
@@ -680,29 +742,44 @@ def power_of_gap(
     if n_simulations < 1:
         raise ValueError(f"n_simulations must be at least 1, got {n_simulations}")
     if trials_per_action is not None and trials_per_action < 1:
-        raise ValueError(f"trials_per_action must be at least 1 (or None for the pilot's), got {trials_per_action}")
+        raise ValueError(
+            f"trials_per_action must be at least 1 (or None for the pilot's), got {trials_per_action}"
+        )
 
     rng = np.random.default_rng(seed)
     actions = np.array(pilot.trial_actions)
     members = {action: np.flatnonzero(actions == action) for action in _ACTIONS}
     sizes = {action: trials_per_action or group.size for action, group in members.items()}
     candidate = "candidate"
-    pilot_result = joint_bootstrap(pilot, reference=reference, baseline=baseline, n_boot=1, alpha=alpha, seed=seed)
+    pilot_result = joint_bootstrap(
+        pilot, reference=reference, baseline=baseline, n_boot=1, alpha=alpha, seed=seed
+    )
 
     detected, candidate_maes = 0, []
     for simulation in range(n_simulations):
         trials = np.concatenate([rng.choice(members[action], size=sizes[action]) for action in _ACTIONS])
-        drawn = {domain: {policy: pilot.outcomes[domain][policy][trials] for policy in pilot.policies}
-                 for domain in (reference, baseline, ceiling)}
+        drawn = {
+            domain: {policy: pilot.outcomes[domain][policy][trials] for policy in pilot.policies}
+            for domain in (reference, baseline, ceiling)
+        }
         drawn[candidate] = {
             policy: np.where(rng.random(outcomes.shape) < share_closed, drawn[ceiling][policy], outcomes)
             for policy, outcomes in drawn[baseline].items()
         }
         experiment = PairedOutcomes(tuple(actions[trials]), drawn)
-        result = joint_bootstrap(experiment, reference=reference, baseline=baseline, n_boot=n_boot, alpha=alpha,
-                                 seed=seed + simulation + 1)
-        difference = next(d for d in result.differences
-                          if d.domain == candidate and d.metric == "mae" and d.column == column)
+        result = joint_bootstrap(
+            experiment,
+            reference=reference,
+            baseline=baseline,
+            n_boot=n_boot,
+            alpha=alpha,
+            seed=seed + simulation + 1,
+        )
+        difference = next(
+            d
+            for d in result.differences
+            if d.domain == candidate and d.metric == "mae" and d.column == column
+        )
         detected += difference.interval is not None and difference.interval[1] < 0
         candidate_maes.append(result.domains[candidate].columns[column].mae)
 

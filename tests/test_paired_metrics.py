@@ -22,15 +22,24 @@ def _column(outcomes: dict[str, list[int]]) -> dict[str, np.ndarray]:
 
 
 def _hand_case() -> PairedOutcomes:
-    return PairedOutcomes(HAND_ACTIONS, {"real": _column(HAND_REAL), "unedited": _column(HAND_UNEDITED),
-                                         "edited": _column(HAND_REAL)})
+    return PairedOutcomes(
+        HAND_ACTIONS,
+        {"real": _column(HAND_REAL), "unedited": _column(HAND_UNEDITED), "edited": _column(HAND_REAL)},
+    )
 
 
-def _random_paired(rng: np.random.Generator, domains: list[str], policies: int = 4, trials_per_action: int = 10,
-                   repeats: int = 2) -> tuple[tuple[str, ...], dict[str, dict[str, np.ndarray]]]:
+def _random_paired(
+    rng: np.random.Generator,
+    domains: list[str],
+    policies: int = 4,
+    trials_per_action: int = 10,
+    repeats: int = 2,
+) -> tuple[tuple[str, ...], dict[str, dict[str, np.ndarray]]]:
     actions = tuple(rng.permutation(["open"] * trials_per_action + ["close"] * trials_per_action))
-    outcomes = {domain: {f"p{p}": rng.random((len(actions), repeats)) < 0.5 for p in range(policies)}
-                for domain in domains}
+    outcomes = {
+        domain: {f"p{p}": rng.random((len(actions), repeats)) < 0.5 for p in range(policies)}
+        for domain in domains
+    }
     return actions, outcomes
 
 
@@ -82,7 +91,9 @@ def test_agreement_pairs_episodes_by_reset_seed():
     real = outcomes["real"]
     # Same successes per trial, but the two seeds' outcomes swapped: rates match, episodes need not.
     outcomes["unedited"] = {policy: values[:, ::-1] for policy, values in real.items()}
-    column = joint_bootstrap(PairedOutcomes(actions, outcomes), n_boot=100).domains["unedited"].columns["average"]
+    column = (
+        joint_bootstrap(PairedOutcomes(actions, outcomes), n_boot=100).domains["unedited"].columns["average"]
+    )
     differing_seeds = np.mean([np.mean(values[:, 0] != values[:, 1]) for values in real.values()])
     assert column.mae == 0.0
     assert column.agreement == pytest.approx(1 - differing_seeds)
@@ -110,18 +121,27 @@ def test_every_domain_and_policy_shares_the_draws():
     assert high - low > 0.02
 
 
-def _independent_mae_draws(real: dict[str, np.ndarray], sim: dict[str, np.ndarray], actions: tuple[str, ...],
-                           n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def _independent_mae_draws(
+    real: dict[str, np.ndarray],
+    sim: dict[str, np.ndarray],
+    actions: tuple[str, ...],
+    n_boot: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The average-column MAE when each policy's sim and real trials are resampled independently."""
     action_array = np.array(actions)
     members = [np.flatnonzero(action_array == action) for action in ("open", "close")]
 
     def average_rates(outcomes: np.ndarray) -> np.ndarray:
         per_trial = outcomes.mean(axis=1)
-        return np.mean([per_trial[rng.choice(group, size=(n_boot, group.size))].mean(axis=1) for group in members],
-                       axis=0)
+        return np.mean(
+            [per_trial[rng.choice(group, size=(n_boot, group.size))].mean(axis=1) for group in members],
+            axis=0,
+        )
 
-    return np.mean([np.abs(average_rates(sim[policy]) - average_rates(real[policy])) for policy in real], axis=0)
+    return np.mean(
+        [np.abs(average_rates(sim[policy]) - average_rates(real[policy])) for policy in real], axis=0
+    )
 
 
 def test_shared_difficulty_makes_the_joint_interval_much_narrower_than_independent_resampling():
@@ -131,11 +151,15 @@ def test_shared_difficulty_makes_the_joint_interval_much_narrower_than_independe
     difficulty = rng.random(len(actions))
     skill = np.linspace(0.3, 0.8, policies)
     # Success depends on trial difficulty against policy skill, the same in sim and real (both seeds).
-    real = {f"p{p}": np.repeat((difficulty < skill[p])[:, None], 2, axis=1).astype(float) for p in range(policies)}
+    real = {
+        f"p{p}": np.repeat((difficulty < skill[p])[:, None], 2, axis=1).astype(float) for p in range(policies)
+    }
     sim = {}
     for policy, outcomes in real.items():
         flipped = outcomes.copy()
-        flipped[rng.choice(np.flatnonzero(outcomes[:, 0] == 1)), :] = 0  # sim loses one trial the real world wins
+        flipped[rng.choice(np.flatnonzero(outcomes[:, 0] == 1)), :] = (
+            0  # sim loses one trial the real world wins
+        )
         sim[policy] = flipped
     paired = PairedOutcomes(actions, {"real": real, "unedited": sim})
     n_boot = 2000
@@ -144,11 +168,15 @@ def test_shared_difficulty_makes_the_joint_interval_much_narrower_than_independe
 
     independent = _independent_mae_draws(real, sim, actions, n_boot, np.random.default_rng(0))
     independent_low, independent_high = np.quantile(independent, [0.025, 0.975])
-    assert joint.mae == pytest.approx(1 / (2 * trials_per_action))  # one of 20 open or close trials per policy
+    assert joint.mae == pytest.approx(
+        1 / (2 * trials_per_action)
+    )  # one of 20 open or close trials per policy
     # Measured: joint width 0.04, independent 0.115. Independent draws see the spread of trial difficulty
     # twice (sim and real drawn apart); joint draws see only which of the few lost trials were drawn.
-    assert joint_width < 0.5 * (independent_high - independent_low), (joint.mae_interval,
-                                                                       (independent_low, independent_high))
+    assert joint_width < 0.5 * (independent_high - independent_low), (
+        joint.mae_interval,
+        (independent_low, independent_high),
+    )
 
 
 def test_trials_are_drawn_only_within_their_action():
@@ -194,13 +222,24 @@ def test_the_seed_fixes_the_result_and_to_json_is_plain_json():
     loaded = json.loads(text)
     assert [entry["domain"] for entry in loaded["domains"]] == ["unedited", "edited"]
     assert {entry["metric"] for entry in loaded["differences"]} == {"mae", "mmrv", "pearson_r"}
-    assert loaded["domains"][0]["columns"]["average"]["mae"] == first.domains["unedited"].columns["average"].mae
+    assert (
+        loaded["domains"][0]["columns"]["average"]["mae"] == first.domains["unedited"].columns["average"].mae
+    )
 
 
 def test_the_report_size_runs_fast():
     rng = np.random.default_rng(5)
-    domains = ["real", "unedited", "edited", "edited+composited", "edited+crop", "colour-transfer", "gain-oracle",
-               "ceiling", "floor"]
+    domains = [
+        "real",
+        "unedited",
+        "edited",
+        "edited+composited",
+        "edited+crop",
+        "colour-transfer",
+        "gain-oracle",
+        "ceiling",
+        "floor",
+    ]
     actions, outcomes = _random_paired(rng, domains, policies=10, trials_per_action=27, repeats=2)
     paired = PairedOutcomes(actions, outcomes)
     start = time.perf_counter()
@@ -221,10 +260,17 @@ def _valid_outcomes() -> dict[str, dict[str, np.ndarray]]:
         (("open",) * 4, _valid_outcomes(), "no 'close' trial"),
         (HAND_ACTIONS, {}, "non-empty"),
         (HAND_ACTIONS, {"real": {"A": np.zeros((4, 2))}}, "at least 2 policies"),
-        (HAND_ACTIONS, {**_valid_outcomes(), "edited": {"A": np.zeros((4, 2)), "C": np.zeros((4, 2))}},
-         "same policies"),
+        (
+            HAND_ACTIONS,
+            {**_valid_outcomes(), "edited": {"A": np.zeros((4, 2)), "C": np.zeros((4, 2))}},
+            "same policies",
+        ),
         (HAND_ACTIONS, {"real": {"A": np.zeros((4, 2)), "B": np.zeros(4)}}, r"\(trials, repeats\)"),
-        (HAND_ACTIONS, {"real": {"A": np.zeros((4, 2)), "B": np.zeros((4, 3))}}, "same trials and reset seeds"),
+        (
+            HAND_ACTIONS,
+            {"real": {"A": np.zeros((4, 2)), "B": np.zeros((4, 3))}},
+            "same trials and reset seeds",
+        ),
         (HAND_ACTIONS, {"real": {"A": np.zeros((4, 2)), "B": np.full((4, 2), 0.5)}}, "0/1"),
     ],
 )
@@ -256,7 +302,9 @@ def _pilot_with_a_gap(ceiling_is_baseline: bool = False) -> PairedOutcomes:
     skill = np.linspace(0.2, 0.8, 4)
     real = {f"p{p}": rng.random((len(actions), 2)) < skill[p] for p in range(len(skill))}
     sim = {policy: outcomes & (rng.random(outcomes.shape) < 0.75) for policy, outcomes in real.items()}
-    return PairedOutcomes(actions, {"real": real, "unedited": sim, "ceiling": sim if ceiling_is_baseline else real})
+    return PairedOutcomes(
+        actions, {"real": real, "unedited": sim, "ceiling": sim if ceiling_is_baseline else real}
+    )
 
 
 def test_power_grows_with_the_trials_and_vanishes_without_a_gap():
