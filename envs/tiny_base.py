@@ -8,6 +8,7 @@ training it first when the folder holds no complete base (a few minutes on a 2-c
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from sim2real_edit.images import resize_batch
 from sim2real_edit.tiny_base import TinyBaseConfig, read_tiny_base_report, save_tiny_base, train_tiny_base
 
 from .protocol import ROBOT_POSES
-from .standin import DrawerStandIn, DrawerStandInConfig
+from .standin import _HANDLE_MESH_IDS, CABINET_ALBEDO, CAMERA_NAME, DrawerStandIn, DrawerStandInConfig
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,56 @@ def resize_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return masks[:, rows.astype(int)][:, :, cols.astype(int)]
 
 
-def stand_in_frames(count: int, seed: int = 0, frames_per_reset: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """`count` stand-in frames at the tiny edit size with their cabinet masks: every start pose, random
-    drawer openings and the arm at random places in front of the cabinet."""
+def shrink_masks(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize of bool masks (N, H, W) to `size` (height, width) that keeps a pixel only where its whole
+    footprint (every source pixel it covers) is in the mask, so that a kept pixel is not mostly another part."""
+    height, width = masks.shape[1:]
+    # Summed-area table: the count of mask pixels in any rectangle in four look-ups.
+    table = np.pad(masks.astype(np.int32).cumsum(axis=1).cumsum(axis=2), ((0, 0), (1, 0), (1, 0)))
+    row_edges = np.arange(size[0] + 1) * height / size[0]
+    col_edges = np.arange(size[1] + 1) * width / size[1]
+    top, bottom = np.floor(row_edges[:-1]).astype(int), np.ceil(row_edges[1:]).astype(int)
+    left, right = np.floor(col_edges[:-1]).astype(int), np.ceil(col_edges[1:]).astype(int)
+    inside = (table[:, bottom][:, :, right] - table[:, top][:, :, right]
+              - table[:, bottom][:, :, left] + table[:, top][:, :, left])
+    area = (bottom - top)[:, None] * (right - left)[None, :]
+    return inside == area
+
+
+#: The darkest the stand-in shades a face (its Lambertian factor's floor, `envs.standin`), less a margin: a
+#: cabinet pixel darker than the albedo under this shading is a cavity or a drawer's inside rim, not material.
+_DARKEST_CABINET_SHADING = 0.62 * 0.9
+
+
+def cabinet_material_mask(rgb: np.ndarray, segmentation: np.ndarray, cabinet_ids: tuple[int, ...]) -> np.ndarray:
+    """bool (H, W): the cabinet pixels that show its material, from a stand-in frame (H, W, 3) and its
+    Segmentation (H, W, 4): the cabinet links' pixels less the handles (their own mesh ids) and the dark
+    cavities and drawer rims (the cabinet's albedo shaded no darker than the simulator shades a face)."""
+    cabinet = np.isin(segmentation[..., 1], cabinet_ids)
+    handles = np.isin(segmentation[..., 0], tuple(_HANDLE_MESH_IDS.values()))
+    luma = np.asarray(rgb, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+    darkest = float(CABINET_ALBEDO @ np.array([0.299, 0.587, 0.114])) * _DARKEST_CABINET_SHADING
+    return cabinet & ~handles & (luma >= darkest)
+
+
+@dataclass(frozen=True)
+class StandInFrames:
+    """Stand-in frames at the tiny edit size: uint8 (N, H, W, 3), and bool (N, H, W) masks of the whole
+    cabinet (what an edit may change) and of its material (what a style judge should look at: no handles,
+    cavities or pixels blended with them)."""
+
+    frames: np.ndarray
+    cabinet_masks: np.ndarray
+    material_masks: np.ndarray
+
+
+def stand_in_frames_with_parts(count: int, seed: int = 0, frames_per_reset: int = 4) -> StandInFrames:
+    """`count` stand-in frames at the tiny edit size with their cabinet and material masks: every start pose,
+    random drawer openings and the arm at random places in front of the cabinet."""
     rng = np.random.default_rng(seed)
     poses = list(ROBOT_POSES)
     envs = {pose: DrawerStandIn("OpenTopDrawer", pose, config=tiny_camera_config()) for pose in poses}
-    frames, masks = [], []
+    frames, masks, materials = [], [], []
     while len(frames) < count:
         env = envs[poses[rng.integers(len(poses))]]
         openings = rng.uniform(0.0, 0.3, 3) * (rng.random(3) < 0.4)
@@ -54,10 +98,21 @@ def stand_in_frames(count: int, seed: int = 0, frames_per_reset: int = 4) -> tup
                 action = np.zeros(7)
                 action[:3] = rng.normal(0.0, 0.04, 3)
                 obs, *_ = env.step(action)
-            frames.append(obs["image"]["overhead_camera"]["rgb"])
+            image = obs["image"][CAMERA_NAME]
+            frames.append(image["rgb"])
             masks.append(env.cabinet_mask())
-    frames_array, masks_array = np.stack(frames[:count]), np.stack(masks[:count])
-    return resize_batch(frames_array, TINY_EDIT_SIZE), resize_masks(masks_array, TINY_EDIT_SIZE)
+            materials.append(cabinet_material_mask(image["rgb"], image["Segmentation"], env.cabinet_segmentation_ids))
+    frames_array = np.stack(frames[:count])
+    return StandInFrames(resize_batch(frames_array, TINY_EDIT_SIZE),
+                         resize_masks(np.stack(masks[:count]), TINY_EDIT_SIZE),
+                         shrink_masks(np.stack(materials[:count]), TINY_EDIT_SIZE))
+
+
+def stand_in_frames(count: int, seed: int = 0, frames_per_reset: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """`count` stand-in frames at the tiny edit size with their cabinet masks (see `stand_in_frames_with_parts`,
+    which also gives the material masks)."""
+    parts = stand_in_frames_with_parts(count, seed, frames_per_reset)
+    return parts.frames, parts.cabinet_masks
 
 
 def ensure_tiny_base(

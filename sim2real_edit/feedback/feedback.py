@@ -8,14 +8,20 @@ from typing import Literal
 
 import torch
 
-from .analytic import ColourStatisticsEmbedder, GradientDepth, MeanColourEmbedder
+from .analytic import (
+    STAND_IN_CABINET_ALBEDO,
+    ColourStatisticsEmbedder,
+    GradientDepth,
+    MaterialStatisticsEmbedder,
+    MeanColourEmbedder,
+)
 from .architectures import Size
 from .depth import DEPTH_LARGE, DEPTH_SMALL, DepthEstimator
 from .dreamsim_embedder import DreamSimEmbedder
 from .embeddings import ClipEmbedder, Dinov2Embedder
 from .pixels import FeedbackInputError, ImageInput, MaskInput, as_bool_masks, as_unit_pixels
 from .prompts import material_word, object_word
-from .protocols import DepthModel, Embedder, MaskResult, Segmenter
+from .protocols import DepthModel, Embedder, LightingAwareEmbedder, MaskResult, Segmenter
 from .scores import (
     embedding_distance,
     normalized_advantages,
@@ -29,7 +35,8 @@ from .segmentation import GROUNDING_DINO_TINY, SAM2_LARGE, GroundedSAM2
 EmbedderName = Literal["dreamsim", "dinov2", "clip"]
 StyleMaskMode = Literal["object", "full"]
 JudgeKind = Literal["models", "analytic"]
-AnalyticEmbedderName = Literal["mean_colour", "colour_statistics"]
+AnalyticEmbedderName = Literal["mean_colour", "colour_statistics", "material_statistics"]
+_ANALYTIC_EMBEDDERS = ("mean_colour", "colour_statistics", "material_statistics")
 _EMBEDDERS = {"dreamsim": DreamSimEmbedder, "dinov2": Dinov2Embedder, "clip": ClipEmbedder}
 
 
@@ -43,8 +50,12 @@ class FeedbackConfig:
     judges: JudgeKind = "models"
     analytic_grid: int = 16  # "analytic": the colour embedder's patch grid (finer follows the mask closer)
     # "analytic": "mean_colour" (cosine of centred mean colours: hue direction) or "colour_statistics" (mean
-    # colour and local contrast as a colour distance; see `ColourStatisticsEmbedder`).
+    # colour and local contrast as a colour distance; see `ColourStatisticsEmbedder`) or "material_statistics"
+    # (the material with the simulator's shading divided out: chromaticity and texture statistics against the
+    # exemplars'; see `MaterialStatisticsEmbedder`).
     analytic_embedder: AnalyticEmbedderName = "mean_colour"
+    # "material_statistics": the simulator's albedo of the object (RGB 0-255), from which it reads the shading.
+    sim_albedo: tuple[float, float, float] = STAND_IN_CABINET_ALBEDO
     depth_model: str = DEPTH_LARGE
     detector_model: str = GROUNDING_DINO_TINY
     segmenter_model: str = SAM2_LARGE
@@ -86,9 +97,14 @@ class FeedbackConfig:
         if self.judges == "analytic" and (self.use_segmenter or self.style_mask != "full"):
             raise ValueError("analytic judges find no masks: set use_segmenter=False and style_mask='full', and "
                              "pass the inputs' exact masks")
-        if self.analytic_embedder not in ("mean_colour", "colour_statistics"):
-            raise ValueError("FeedbackConfig.analytic_embedder must be 'mean_colour' or 'colour_statistics', got "
+        if self.analytic_embedder not in _ANALYTIC_EMBEDDERS:
+            raise ValueError(f"FeedbackConfig.analytic_embedder must be one of {_ANALYTIC_EMBEDDERS}, got "
                              f"{self.analytic_embedder!r}")
+        self.sim_albedo = tuple(float(c) for c in self.sim_albedo)  # JSON gives a list back
+        if len(self.sim_albedo) != 3 or min(self.sim_albedo) <= 0:
+            raise ValueError(
+                f"FeedbackConfig.sim_albedo must be a positive RGB colour (0-255), got {self.sim_albedo!r}"
+            )
         if not isinstance(self.analytic_grid, int) or self.analytic_grid < 1:
             raise ValueError(f"FeedbackConfig.analytic_grid must be an integer >= 1, got {self.analytic_grid!r}")
 
@@ -224,8 +240,12 @@ class Feedback:
     def analytic(cls, config: FeedbackConfig | None = None, device: torch.device | str = "cpu") -> Feedback:
         """Model-free judges (image gradients for depth, mean colour for embedding); pass masks to `score`."""
         config = config or FeedbackConfig(use_segmenter=False, style_mask="full")
-        kind = ColourStatisticsEmbedder if config.analytic_embedder == "colour_statistics" else MeanColourEmbedder
-        return cls(GradientDepth(device), kind(grid=config.analytic_grid, device=device), None, config, device)
+        if config.analytic_embedder == "material_statistics":
+            embedder = MaterialStatisticsEmbedder(sim_albedo=config.sim_albedo, device=device)
+        else:
+            kind = ColourStatisticsEmbedder if config.analytic_embedder == "colour_statistics" else MeanColourEmbedder
+            embedder = kind(grid=config.analytic_grid, device=device)
+        return cls(GradientDepth(device), embedder, None, config, device)
 
     @torch.inference_mode()
     def score(
@@ -236,13 +256,16 @@ class Feedback:
         instruction: str | None = None,
         input_masks: MaskInput | None = None,
         style_masks: MaskInput | None = None,
+        material_masks: MaskInput | None = None,
     ) -> FeedbackScores:
         """Scores N edits of N inputs against their style images (N of them, or one for all).
 
         Images: uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1]; inputs and edits share one size, styles
         may have another. `input_masks` (bool (N, H, W), e.g. exact simulator masks) replace the segmenter
         for the inputs, and an empty given mask counts as not found; `style_masks` likewise for the styles.
-        `instruction` supplies the detector prompts where masks must be found.
+        `instruction` supplies the detector prompts where masks must be found. `material_masks` (bool (N, H, W)):
+        the part of each input's object that shows its material (handles and cavities left out), the region of
+        the style score; None: the input masks. The pixel error outside always uses the input masks.
         """
         inputs_px = as_unit_pixels(inputs, self.device, "inputs")
         edits_px = as_unit_pixels(edits, self.device, "edits")
@@ -266,9 +289,17 @@ class Feedback:
 
         depth = self.depth(torch.cat([inputs_px, edits_px])).to(self.device)
         structure = structure_score(depth[:count], depth[count:])
-        edit_embedding = self.embedder.embed(edits_px, input_result.masks).to(self.device)
-        style_embedding = self.embedder.embed(styles_px, style_result.masks).to(self.device)
-        distance = embedding_distance(edit_embedding, style_embedding.expand(count, -1))
+        style_region = input_result.masks
+        if material_masks is not None:
+            style_region = as_bool_masks(material_masks, inputs_px, "material_masks") & input_result.masks
+        if isinstance(self.embedder, LightingAwareEmbedder):
+            edit_embedding = self.embedder.embed(edits_px, style_region, lit_by=inputs_px).to(self.device)
+            style_embedding = self.embedder.embed(styles_px, style_result.masks).to(self.device)
+            distance = self.embedder.distance(edit_embedding, style_embedding.expand(count, -1))
+        else:
+            edit_embedding = self.embedder.embed(edits_px, style_region).to(self.device)
+            style_embedding = self.embedder.embed(styles_px, style_result.masks).to(self.device)
+            distance = embedding_distance(edit_embedding, style_embedding.expand(count, -1))
         pixel_error = outside_mask_error(inputs_px, edits_px, input_result.masks)
         return FeedbackScores(
             structure=structure,

@@ -51,3 +51,13 @@ class Embedder(Protocol):
     """Images (N, ...) and bool masks (N, H, W) -> float32 (N, D): an embedding of each masked region."""
 
     def embed(self, images: ImageInput, masks: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LightingAwareEmbedder(Protocol):
+    """An embedder that judges material rather than light: it divides the simulator's shading (read from each
+    edit's unedited input, `lit_by`) out of the edit, and compares embeddings with its own `distance` (N,)."""
+
+    def embed(self, images: ImageInput, masks: torch.Tensor, lit_by: ImageInput | None = None) -> torch.Tensor: ...
+
+    def distance(self, edit_embedding: torch.Tensor, style_embedding: torch.Tensor) -> torch.Tensor: ...
