@@ -30,6 +30,14 @@ Design rationale (decided before training, not tuned):
   the noise sampler was swapped for a faster one of the same distribution, see `_NORMAL_QUANTILES`.)
 
 The segmentation (and so the cabinet masks) is the simulator's: appearance changes pixels, never geometry.
+
+Two more looks serve the experiment's bounds (they are measurement instruments, not simulators to evaluate):
+
+- ``"ceiling"``: the simulator's frame with the real world's pixels inside the cabinet's exact mask - the real
+  cabinet, lit and seen by the real camera in the same state, composited into the sim frame. No cabinet editor
+  can do better than this, so its agreement with the real world is the ceiling of every edited domain.
+- the real world with another ``noise_stream``: the same episodes under fresh sensor-noise draws. Its
+  disagreement with stream 0 is what sampling noise alone produces: the floor under every comparison.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-APPEARANCES: tuple[str, ...] = ("sim", "real")
+APPEARANCES: tuple[str, ...] = ("sim", "real", "ceiling")
 #: The style whose material the real cabinet is made of (configs/styles.yaml).
 REAL_CABINET_STYLE = "white_marble"
 #: Seed of the real cabinet's texture; held out from the style's procedural exemplar seeds.
@@ -53,10 +61,16 @@ _MIP_LEVELS = 5  # 4, 8, 16, 32, 64 mm per texel
 def check_appearance(appearance: str) -> str:
     if appearance not in APPEARANCES:
         raise ValueError(
-            f"unknown appearance {appearance!r}; "
-            "choose 'sim' (the simulator) or 'real' (the miniature real world)"
+            f"unknown appearance {appearance!r}; choose 'sim' (the simulator), 'real' (the miniature real world) "
+            "or 'ceiling' (the simulator with the real cabinet's pixels inside the cabinet mask)"
         )
     return appearance
+
+
+def check_noise_stream(noise_stream: int) -> int:
+    if isinstance(noise_stream, bool) or not isinstance(noise_stream, (int, np.integer)) or noise_stream < 0:
+        raise ValueError(f"noise_stream must be an integer >= 0 (0: the real world's own draws), got {noise_stream!r}")
+    return int(noise_stream)
 
 
 class CabinetMaterial:

@@ -35,7 +35,13 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.appearance import CabinetMaterial, RealCamera, check_appearance, real_cabinet_material
+from envs.appearance import (
+    CabinetMaterial,
+    RealCamera,
+    check_appearance,
+    check_noise_stream,
+    real_cabinet_material,
+)
 from envs.protocol import (
     CLOSE_START_QPOS,
     CONTROL_FREQ,
@@ -70,7 +76,7 @@ _INT32_MAX = np.iinfo(np.int32).max
 _NEAR_PLANE = 0.05
 
 # Albedos (RGB 0-255) picked from SIMPLER's rasterised start frames.
-_CABINET_ALBEDO = np.array([190.0, 148.0, 119.0])
+CABINET_ALBEDO = np.array([190.0, 148.0, 119.0])
 _CAVITY_ALBEDO = np.array([70.0, 52.0, 40.0])
 _TRAY_INSIDE_ALBEDO = np.array([150.0, 114.0, 90.0])
 _HANDLE_ALBEDO = np.array([40.0, 26.0, 20.0])
@@ -530,17 +536,17 @@ def _draw_drawer(
             if normal_y * (camera.position[1] - y_side) > 0:
                 side = _y_rectangle(y_side, (tray_back, panel_back), tz)
                 normal = np.array([0.0, normal_y, 0.0])
-                colour = _shade(_CABINET_ALBEDO, normal)
+                colour = _shade(CABINET_ALBEDO, normal)
                 _fill_polygon(
                     canvas, camera, side, colour, link_id, mesh_id, cabinet_face=_CabinetFace(normal, qpos)
                 )
     visible_back = max(panel_back, c.cabinet_front_x)
     if front - visible_back > 1e-6:
         low, high = [visible_back, y_low, z_low], [front, y_high, z_high]
-        _draw_box(canvas, camera, low, high, _CABINET_ALBEDO, link_id, mesh_id, cabinet_slide=qpos)
+        _draw_box(canvas, camera, low, high, CABINET_ALBEDO, link_id, mesh_id, cabinet_slide=qpos)
     else:
         face = _x_rectangle(front, (y_low, y_high), (z_low, z_high))
-        colour = _shade(_CABINET_ALBEDO, _OUT)
+        colour = _shade(CABINET_ALBEDO, _OUT)
         _fill_polygon(canvas, camera, face, colour, link_id, mesh_id, cabinet_face=_CabinetFace(_OUT, qpos))
     handle = _handle_position(c, index, qpos)
     half, bar, tip = c.handle_half_width, 0.006, front + c.handle_protrusion
@@ -564,7 +570,7 @@ def _closed_cabinet_canvas(
     low = [config.cabinet_front_x - config.cabinet_depth, config.cabinet_center_y - y_half, 0.0]
     high = [config.cabinet_front_x, config.cabinet_center_y + y_half, config.cabinet_height]
     _draw_box(
-        canvas, camera, low, high, _CABINET_ALBEDO, body_id, body_id + _MESH_ID_OFFSET, cabinet_slide=0.0
+        canvas, camera, low, high, CABINET_ALBEDO, body_id, body_id + _MESH_ID_OFFSET, cabinet_slide=0.0
     )
     for index in range(len(DRAWERS)):
         _draw_cavity(canvas, camera, config, index)
@@ -696,9 +702,12 @@ class DrawerStandIn(gym.Env):
             (only ``agent`` and ``extra``, nothing rendered: fast runs of the scripted policies).
         render_mode: ``None`` or ``"rgb_array"``.
         config: geometry, camera and contact rules.
-        appearance: ``"sim"`` (the simulator's flat-shaded look) or ``"real"``: the miniature real world of
+        appearance: ``"sim"`` (the simulator's flat-shaded look), ``"real"``: the miniature real world of
             the CPU experiment, the same scene with a marble cabinet, warm light, vignette, blur and sensor
-            noise (`envs.appearance`); the sensor noise is fixed by the reset seed and the step.
+            noise (`envs.appearance`); the sensor noise is fixed by the reset seed and the step; or
+            ``"ceiling"``: the simulator's frame with the real world's pixels inside the cabinet's exact mask.
+        noise_stream: which sensor-noise draws the real camera makes (``"real"``, ``"ceiling"``): 0 is the
+            real world's own; another stream gives the same episodes under fresh noise (the experiment's floor).
 
     Actions: xyz delta in metres in the robot base frame (forward, left, up; the step moves at most
     ``config.max_translation_per_step``), an axis-angle delta that is ignored, and a gripper command added to
@@ -720,6 +729,7 @@ class DrawerStandIn(gym.Env):
         render_mode: str | None = None,
         config: DrawerStandInConfig | None = None,
         appearance: str = "sim",
+        noise_stream: int = 0,
     ) -> None:
         if camera != CAMERA_NAME:
             raise ValueError(
@@ -742,10 +752,12 @@ class DrawerStandIn(gym.Env):
         self.cabinet_segmentation_ids: tuple[int, ...] = tuple(CABINET_LINK_IDS.values())
         self.robot_segmentation_ids: tuple[int, ...] = tuple(ROBOT_LINK_IDS.values())
         self.appearance = check_appearance(appearance)
-        real = self.appearance == "real"
-        material = real_cabinet_material(self.cabinet_segmentation_ids) if real else None
-        self._real_camera = RealCamera() if real else None
-        self._scene = _DrawerScene(self.pose, self.config, material)
+        self.noise_stream = check_noise_stream(noise_stream)
+        real_material = real_cabinet_material(self.cabinet_segmentation_ids) if appearance != "sim" else None
+        self._real_camera = RealCamera() if appearance != "sim" else None
+        # "ceiling" renders both worlds: the sim frame, and the real one whose cabinet pixels replace the sim's.
+        self._scene = _DrawerScene(self.pose, self.config, real_material if appearance == "real" else None)
+        self._real_scene = _DrawerScene(self.pose, self.config, real_material) if appearance == "ceiling" else None
 
         c = self.config
         rotation_limit = np.full(3, np.pi / 2, dtype=np.float32)
@@ -941,11 +953,18 @@ class DrawerStandIn(gym.Env):
         self._require_reset("render")
         if self._canvas is None:
             self._canvas = self._scene.render(self._drawer_qpos, self._arm)
-            if self._real_camera is not None:
-                self._canvas.rgb = self._real_camera.expose(
-                    self._canvas.rgb, (self._noise_seed, self._elapsed_steps)
-                )
+            if self._real_scene is not None:
+                real = self._real_scene.render(self._drawer_qpos, self._arm)
+                inside = np.isin(self._canvas.actor_ids, self.cabinet_segmentation_ids)
+                self._canvas.rgb[inside] = self._expose(real.rgb)[inside]
+            elif self._real_camera is not None:
+                self._canvas.rgb = self._expose(self._canvas.rgb)
         return self._canvas
+
+    def _expose(self, rgb: np.ndarray) -> np.ndarray:
+        """The real camera's frame of a render; stream 0 keeps the noise seeds the real world always had."""
+        seed = (self._noise_seed, self._elapsed_steps)
+        return self._real_camera.expose(rgb, seed if self.noise_stream == 0 else (*seed, self.noise_stream))
 
     def _observation(self) -> dict[str, Any]:
         heading_quaternion = _yaw_quaternion(_heading(self.pose))

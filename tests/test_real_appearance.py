@@ -139,7 +139,7 @@ def test_the_real_cabinet_is_a_held_out_piece_of_the_styles_marble():
     sim.reset(seed=0)
     real.reset(seed=0)
     up = np.array([0.0, 0.0, 1.0])
-    top_colour = standin._shade(standin._CABINET_ALBEDO, up).astype(np.uint8)
+    top_colour = standin._shade(standin.CABINET_ALBEDO, up).astype(np.uint8)
     top_face = np.all(sim.render_without_robot() == top_colour, axis=-1) & sim.cabinet_mask()
     assert top_face.sum() > 10_000
     marble = real.render_without_robot()[top_face] / standin._shading_factor(up)

@@ -255,7 +255,7 @@ def test_cached_cabinet_equals_a_full_redraw(pose: str):
         high = [config.cabinet_front_x, config.cabinet_center_y + y_half, config.cabinet_height]
         body = standin.CABINET_LINK_IDS["body"]
         standin._draw_box(
-            full, camera, low, high, standin._CABINET_ALBEDO, body, body + standin._MESH_ID_OFFSET
+            full, camera, low, high, standin.CABINET_ALBEDO, body, body + standin._MESH_ID_OFFSET
         )
         for index in range(3):
             standin._draw_cavity(full, camera, config, index)
