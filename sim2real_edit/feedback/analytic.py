@@ -105,9 +105,6 @@ class MaterialStatisticsEmbedder:
     or 1 where either region carried none.
     """
 
-    feature_names = ("log_luminance", "log_red_green", "log_blue_green", "sd_red_green", "sd_blue_green",
-                     "sd_log_luminance", "local_contrast")
-
     def __init__(
         self,
         sim_albedo: tuple[float, float, float] = STAND_IN_CABINET_ALBEDO,
