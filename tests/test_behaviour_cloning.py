@@ -17,6 +17,7 @@ from policies.behaviour_cloning import (
     CHECKPOINT_FRACTIONS,
     TrainingSettings,
     augment,
+    augmentation_scaled,
     train_behaviour_cloning,
 )
 from policies.cnn import CNNPolicy, CNNPolicyConfig
@@ -82,22 +83,23 @@ def test_demonstrations_save_and_load(demonstrations, tmp_path):
 
 
 def test_checkpoints_are_saved_at_the_fractions_fixed_before_training(demonstrations, tmp_path):
-    assert CHECKPOINT_FRACTIONS == (1 / 27, 1 / 9, 1 / 3, 1.0)
-    assert TrainingSettings().checkpoint_steps() == [44, 133, 400, 1200]
+    assert CHECKPOINT_FRACTIONS == (1 / 6, 1 / 3, 2 / 3, 1.0)
+    assert TrainingSettings().checkpoint_steps() == [200, 400, 800, 1200]
     settings = TrainingSettings(steps=27, batch_size=8, warmup_steps=2, policy=CNNPolicyConfig(hidden=32))
     seen = []
     folders = train_behaviour_cloning(
         demonstrations, settings, tmp_path, progress=False, on_checkpoint=seen.append
     )
     assert [folder.name for folder in folders] == [
-        "cnn-bc-00001",
-        "cnn-bc-00003",
+        "cnn-bc-00004",
         "cnn-bc-00009",
+        "cnn-bc-00018",
         "cnn-bc-00027",
     ]
     assert seen == folders
+    assert (tmp_path / "cnn-bc.training_log.jsonl").is_file()
     steps = [CNNPolicy.from_pretrained(folder).metadata["training_step"] for folder in folders]
-    assert steps == [1, 3, 9, 27]
+    assert steps == [4, 9, 18, 27]
     weights = [CNNPolicy.from_pretrained(folder).network.head.weight for folder in folders]
     assert all(not torch.equal(a, b) for a, b in itertools.pairwise(weights))
     # One run, reproducible: the same settings give the same weights.
@@ -123,3 +125,22 @@ def test_augmentation_shifts_and_brightens_within_its_bounds():
     brightened = augment(flat, TrainingSettings(max_shift=0, pixel_noise=0.0), generator)
     means = brightened.mean(dim=(1, 2, 3))
     assert 0.45 - 1e-6 <= means.min() < 0.48 and 0.52 < means.max() <= 0.55 + 1e-6
+
+
+def test_augmentation_scaled_multiplies_every_strength_and_nothing_else():
+    default = TrainingSettings()
+    strong = augmentation_scaled(default, 2.0)
+    assert (strong.max_shift, strong.brightness, strong.pixel_noise) == (4, 0.2, 0.04)
+    none = augmentation_scaled(default, 0.0)
+    assert (none.max_shift, none.brightness, none.pixel_noise) == (0, 0.0, 0.0)
+    assert augmentation_scaled(strong, 0.5) == default
+    with pytest.raises(ValueError, match="at least 0"):
+        augmentation_scaled(default, -1.0)
+
+
+def test_without_augmentation_the_student_sees_the_frames_as_recorded():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(8, 3, 64, 80)
+    unchanged = augment(images, augmentation_scaled(TrainingSettings(), 0.0), generator)
+    torch.testing.assert_close(unchanged, images, rtol=0, atol=0)
+    assert not torch.equal(augment(images, TrainingSettings(), generator), images)
