@@ -164,8 +164,9 @@ def family_runs(
 
 @dataclass(frozen=True)
 class TinyPolicySettings:
-    """Everything `build_tiny_policies` builds; the defaults are the tiny preset's (measured to take about
-    N minutes on a quiet 2-core CPU), `small` a version for tests."""
+    """Everything `build_tiny_policies` builds; the defaults are the tiny preset's (measured: 244 CPU seconds
+    with 2 workers, 3 runs x 4 checkpoints, so about 2-3 minutes on a quiet 2-core CPU), `small` a version for
+    tests."""
 
     demonstrations: DemonstrationSettings = field(default_factory=DemonstrationSettings)
     runs: tuple[TrainingSettings, ...] = field(default_factory=family_runs)
