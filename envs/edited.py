@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
 from sim2real_edit.images import resize_batch
 from sim2real_edit.seeding import SEED_MODULUS, check_reset_seed, derive_seed
-from sim2real_edit.validation import FieldChecks, is_int, is_numbers
+from sim2real_edit.validation import FieldChecks, is_int, is_number, is_numbers
 
 from .masks import cabinet_mask
 from .simpler import POLICY_CAMERA
@@ -39,6 +39,10 @@ class EditSettings:
     feather: int = 3  # width in pixels of the blend band just inside the mask's border
     exemplar: int = 0  # which style exemplar conditions the edits
     fast: bool = True  # the optimised inference paths (sim2real_edit.acceleration); False: plain eager
+    # Edit only the cabinet's bounding box (grown by crop_margin of its size on every side) at the edit size,
+    # then composite it back: the cabinet gets all of the model's pixels. Needs composite.
+    crop: bool = False
+    crop_margin: float = 0.1
 
     def __post_init__(self) -> None:
         from sim2real_edit.samplers import SAMPLERS
@@ -48,6 +52,11 @@ class EditSettings:
             checks.require(name, is_int(getattr(self, name), minimum), f"an integer >= {minimum}")
         checks.require("guidance", is_numbers(self.guidance, 3), "three finite numbers (text, image, style)")
         checks.require("scheduler", self.scheduler in SAMPLERS, f"one of {SAMPLERS}")
+        checks.require("crop_margin", is_number(self.crop_margin) and self.crop_margin >= 0,
+                       "a finite number >= 0 (a fraction of the cabinet box's size)")
+        checks.require("crop", isinstance(self.crop, bool) and not (self.crop and not self.composite),
+                       "a bool, and crop=True needs composite=True (a crop is composited back into the frame "
+                       "with the cabinet mask); set composite=True, or crop=False for a whole-frame edit")
         checks.raise_if_invalid()
         self.guidance = tuple(float(value) for value in self.guidance)
 
@@ -81,9 +90,52 @@ def composite(original: np.ndarray, edited: np.ndarray, masks: np.ndarray, feath
     return out
 
 
+def crop_box(mask: np.ndarray, aspect: float, margin: float) -> tuple[slice, slice] | None:
+    """The (rows, columns) box a crop edit takes from a frame: the mask's bounding box grown by `margin` of its
+    size on every side, then to the width/height ratio `aspect`, shifted (never shrunk below the bounding
+    box) to lie inside the frame. None for an empty mask.
+
+    The box always holds the whole mask. Only a box that would overflow the frame in both directions is
+    capped to the frame's size and so departs from `aspect` by the frame's own departure from it."""
+    height, width = mask.shape
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    mask_height, mask_width = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
+    box_height = max(mask_height * (1 + 2 * margin), mask_width * (1 + 2 * margin) / aspect)
+    box_height = min(box_height, height, width / aspect)
+    box_height = int(np.clip(round(box_height), mask_height, height))
+    box_width = int(np.clip(round(box_height * aspect), mask_width, width))
+
+    def place(start: int, extent: int, box_extent: int, limit: int) -> slice:
+        first = int(np.clip(start - (box_extent - extent) // 2, 0, limit - box_extent))
+        return slice(first, first + box_extent)
+
+    return place(rows[0], mask_height, box_height, height), place(cols[0], mask_width, box_width, width)
+
+
+@runtime_checkable
+class FramesEditor(Protocol):
+    """What the edited envs need of an editor: a specialist's `FrameEditor`, or any other (e.g. a non-learned
+    colour transfer). The envs read `settings.composite` and `settings.crop` to decide whether to pass the
+    cabinet masks (N, H, W); `edit` returns uint8 frames of the input's shape."""
+
+    settings: EditSettings
+
+    def edit(self, frames: np.ndarray, seeds: list[int], masks: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def needs_masks(settings: EditSettings) -> bool:
+    """Whether an editor with these settings must be given the cabinet masks."""
+    return settings.composite or settings.crop
+
+
 class FrameEditor:
     """Edits batches of simulator frames with one specialist: resize to the edit size, edit, resize back,
-    composite. Seeds are per frame, so a frame's edit does not depend on the rest of the batch."""
+    composite. Seeds are per frame, so a frame's edit does not depend on the rest of the batch.
+
+    With `settings.crop` only each frame's cabinet box (`crop_box`) is edited, at the whole frame's edit size,
+    all boxes of a batch in one specialist call; a frame whose mask is empty stays as rendered."""
 
     def __init__(self, specialist, style_image: np.ndarray, settings: EditSettings | None = None,
                  instruction: str | None = None):
@@ -92,14 +144,9 @@ class FrameEditor:
         self.settings = settings or EditSettings()
         self.instruction = instruction
 
-    def edit(self, frames: np.ndarray, seeds: list[int], masks: np.ndarray | None = None) -> np.ndarray:
-        from sim2real_edit.frames import edit_size
-
-        frames = np.asarray(frames)
-        height, width = frames.shape[1:3]
-        size = edit_size(height, width, self.settings.short_side)
-        edited = self.specialist.edit(
-            resize_batch(frames, size),
+    def _edit_at_edit_size(self, images: np.ndarray, seeds: list[int]) -> np.ndarray:
+        return self.specialist.edit(
+            images,
             self.style_image,
             instruction=self.instruction,
             num_steps=self.settings.num_steps,
@@ -107,12 +154,43 @@ class FrameEditor:
             seed=seeds,
             scheduler=self.settings.scheduler,
         )
-        edited = resize_batch(edited, (height, width))
-        if self.settings.composite:
+
+    def edit(self, frames: np.ndarray, seeds: list[int], masks: np.ndarray | None = None) -> np.ndarray:
+        from sim2real_edit.frames import edit_size
+
+        frames = np.asarray(frames)
+        count, height, width = frames.shape[:3]
+        size = edit_size(height, width, self.settings.short_side)
+        if needs_masks(self.settings):
             if masks is None:
-                raise ValueError("compositing needs the cabinet masks: pass masks, or set composite=False")
+                raise ValueError("compositing and crop editing need the cabinet masks: pass masks, or set "
+                                 "composite=False (and crop=False)")
+            masks = np.asarray(masks, dtype=bool)
+            if masks.shape != (count, height, width):
+                raise ValueError(f"masks must have shape {(count, height, width)} (one per frame), got {masks.shape}")
+        if self.settings.crop:
+            edited = self._edit_crops(frames, seeds, masks, size)
+        else:
+            edited = resize_batch(self._edit_at_edit_size(resize_batch(frames, size), seeds), (height, width))
+        if self.settings.composite:
             edited = composite(frames, edited, masks, self.settings.feather)
         return edited
+
+    def _edit_crops(self, frames: np.ndarray, seeds: list[int], masks: np.ndarray,
+                    size: tuple[int, int]) -> np.ndarray:
+        """`frames` with each cabinet box replaced by its edit; every crop is resized to `size`, whose aspect
+        all boxes share, so one batch holds them all."""
+        boxes = [crop_box(mask, size[1] / size[0], self.settings.crop_margin) for mask in masks]
+        cropped = [i for i, box in enumerate(boxes) if box is not None]
+        pasted = frames.copy()
+        if not cropped:
+            return pasted
+        crops = np.stack([resize_batch(frames[i][boxes[i]][None], size)[0] for i in cropped])
+        edits = self._edit_at_edit_size(crops, [seeds[i] for i in cropped])
+        for i, edit in zip(cropped, edits):
+            rows, cols = boxes[i]
+            pasted[i][rows, cols] = resize_batch(edit[None], (rows.stop - rows.start, cols.stop - cols.start))[0]
+        return pasted
 
 
 def _with_camera_rgb(obs: dict, camera: str, rgb: np.ndarray) -> dict:
@@ -130,7 +208,7 @@ def episode_seed(reset_seed: int | None, rng: np.random.Generator) -> int:
 class EditObservation(gym.Wrapper):
     """Passes the policy camera's RGB frame through a `FrameEditor`; everything else is the simulator's."""
 
-    def __init__(self, env: gym.Env, editor: FrameEditor, camera: str = POLICY_CAMERA):
+    def __init__(self, env: gym.Env, editor: FramesEditor, camera: str = POLICY_CAMERA):
         super().__init__(env)
         self.editor = editor
         self.camera = camera
@@ -141,7 +219,7 @@ class EditObservation(gym.Wrapper):
     def _edit(self, obs: dict, info: dict) -> tuple[dict, dict]:
         frame = obs["image"][self.camera]["rgb"]
         masks = None
-        if self.editor.settings.composite:
+        if needs_masks(self.editor.settings):
             masks = cabinet_mask(obs["image"][self.camera]["Segmentation"], self._cabinet_ids)[None]
         edited = self.editor.edit(frame[None], [self._seed], masks)[0]
         return _with_camera_rgb(obs, self.camera, edited), {**info, "unedited_rgb": frame, "edit_seed": self._seed}
@@ -252,6 +330,8 @@ class EditOptions:
     short_side: int | None = None
     composite: bool | None = None
     feather: int | None = None
+    crop: bool | None = None
+    crop_margin: float | None = None
 
     def __post_init__(self) -> None:
         _check_preset(self.preset)
@@ -274,10 +354,23 @@ class EditOptions:
     def settings(self) -> EditSettings:
         """The preset's edit settings with this object's overrides."""
         values: dict[str, Any] = {"num_steps": 4, "short_side": 64} if self.preset == "tiny" else {}
-        overrides = {name: getattr(self, name) for name in ("num_steps", "guidance", "short_side", "composite",
-                                                             "feather")}
+        overrides = {name: getattr(self, name) for name in _SETTINGS_OVERRIDES}
         values.update({name: value for name, value in overrides.items() if value is not None})
         return EditSettings(**values)
+
+    def editor(self, prebuilt: FramesEditor | None = None) -> FramesEditor:
+        """`prebuilt` when given (these options must then not choose a specialist or settings, which it would
+        ignore), else the specialist these options choose."""
+        if prebuilt is None:
+            return self.load_editor()
+        ignored = [name for name in _SPECIALIST_CHOICES + _SETTINGS_OVERRIDES if getattr(self, name) is not None]
+        if ignored:
+            raise ValueError(f"a prebuilt editor= brings its own specialist and settings, so {', '.join(ignored)} "
+                             "would be ignored: set them on the editor, or leave editor= out")
+        if not isinstance(prebuilt, FramesEditor) or not isinstance(prebuilt.settings, EditSettings):
+            raise TypeError(f"editor= must have `settings` (an EditSettings) and `edit(frames, seeds, masks)` "
+                            f"(envs.edited.FramesEditor), got {type(prebuilt).__name__}")
+        return prebuilt
 
     def load_editor(self) -> FrameEditor:
         return load_editor(self.style, preset=self.preset, specialist=self.specialist, base=self.base,
@@ -285,11 +378,16 @@ class EditOptions:
                            cpu_threads=self.cpu_threads)
 
 
+_SPECIALIST_CHOICES = ("specialist", "base", "device", "dtype", "cpu_threads")
+_SETTINGS_OVERRIDES = ("num_steps", "guidance", "short_side", "composite", "feather", "crop", "crop_margin")
+
+
 def make_edited_drawer(
     *,
     task: str | None = None,
     pose: str | None = None,
     options: EditOptions | None = None,
+    editor: FramesEditor | None = None,
     **kwargs: Any,
 ) -> gym.Env:
     """The entry point of `gym.make("EditedDrawer-v0", ...)`.
@@ -297,12 +395,13 @@ def make_edited_drawer(
     `kwargs` naming `EditOptions` fields set those; the rest go to SIMPLER (e.g. `shader_dir="ibl"`) or the
     stand-in. `preset="tiny"` runs the CPU stand-in with the tiny preset's specialist of the style (trained by
     `scripts/build_miniature.py` or `train_specialist.py --preset tiny`; untrained on the tiny base if none);
-    otherwise SIMPLER with the style's trained specialist.
+    otherwise SIMPLER with the style's trained specialist. `editor`: a prebuilt editor used instead of a
+    specialist (any `FramesEditor`); it gets the cabinet masks when its settings composite or crop.
     """
     options, backend_kwargs = EditOptions.split(options, kwargs)
-    editor = options.load_editor()
+    chosen_editor = options.editor(editor)
     env = DrawerTrialEnv(options.backend, task=task, pose=pose, **backend_kwargs)
-    return EditObservation(env, editor, options.camera)
+    return EditObservation(env, chosen_editor, options.camera)
 
 
 # Gymnasium 1.x names the vector wrapper base VectorWrapper; 0.29 (which SIMPLER pins) VectorEnvWrapper.
@@ -318,7 +417,7 @@ class EditedVectorEnv(_VectorWrapper):
     `set_next_trials([...])` chooses the trial each env runs at its next reset.
     """
 
-    def __init__(self, vector_env: gym.vector.VectorEnv, editor: FrameEditor | None, camera: str = POLICY_CAMERA):
+    def __init__(self, vector_env: gym.vector.VectorEnv, editor: FramesEditor | None, camera: str = POLICY_CAMERA):
         super().__init__(vector_env)
         self.editor = editor
         self.camera = camera
@@ -335,7 +434,7 @@ class EditedVectorEnv(_VectorWrapper):
             return obs, info
         frames = obs["image"][self.camera]["rgb"]
         masks = None
-        if self.editor.settings.composite:
+        if needs_masks(self.editor.settings):
             if self._cabinet_ids is None:
                 self._cabinet_ids = list(self.env.call("cabinet_ids"))
             segmentations = obs["image"][self.camera]["Segmentation"]
@@ -387,14 +486,17 @@ def make_edited_vector_env(
     options: EditOptions | None = None,
     vectorization_mode: str = "async",
     edit: bool = True,
+    editor: FramesEditor | None = None,
     task: str | None = None,
     pose: str | None = None,
     **kwargs: Any,
 ) -> EditedVectorEnv:
     """N edited drawer envs: simulators in subprocesses ("async") or in this process ("sync"), edits
-    batched here. `kwargs` as in `make_edited_drawer`. `edit=False` gives the unedited simulator with the same
-    interface (a baseline domain)."""
+    batched here. `kwargs` and `editor` as in `make_edited_drawer`. `edit=False` gives the unedited simulator
+    with the same interface (a baseline domain)."""
     options, backend_kwargs = EditOptions.split(options, kwargs)
+    if editor is not None and not edit:
+        raise ValueError("edit=False runs the unedited simulator, so editor= would be ignored: leave one of them out")
     if vectorization_mode not in ("async", "sync"):
         raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {vectorization_mode!r}")
     if not is_int(num_envs, minimum=1):
@@ -403,8 +505,8 @@ def make_edited_vector_env(
     # "spawn": a forked child would inherit this process's Vulkan/CUDA state (SAPIEN hangs on it).
     vector = (gym.vector.AsyncVectorEnv(fns, context="spawn") if vectorization_mode == "async"
               else gym.vector.SyncVectorEnv(fns))
-    editor = options.load_editor() if edit else None
-    return EditedVectorEnv(vector, editor, options.camera)
+    chosen_editor = options.editor(editor) if edit else None
+    return EditedVectorEnv(vector, chosen_editor, options.camera)
 
 
 @dataclass
