@@ -36,7 +36,22 @@ PRESETS = ("full", "tiny")
 UNEDITED = "unedited"
 EDITED = "edited"  # the paper's edited simulator: the specialist repaints the whole frame
 EDITED_COMPOSITED = "edited+composited"  # the edit is kept inside the simulator's exact cabinet mask only
-DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED)
+EDITED_CROP = "edited+crop"  # the cabinet's box edited at the model's resolution, composited into the exact mask
+COLOUR_TRANSFER = "colour-transfer"  # non-learned: a per-channel gain from the sim's albedo to the exemplars'
+# The stand-in's miniature real world and the instruments measured against it (`envs.appearance`):
+REAL = "real"  # the real world itself, on the same trials and reset seeds: every sim episode's twin
+FLOOR = "floor"  # the real world under fresh sensor noise: what sampling noise alone moves
+CEILING = "ceiling"  # the real cabinet's pixels composited into the sim frame: the best any cabinet editor can do
+GAIN_ORACLE = "gain-oracle"  # the sim cabinet's colour scaled to the real cabinet's mean: what the gap is made of
+#: The paper's domains, the default of a run.
+PAPER_DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED)
+DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED, EDITED_CROP, COLOUR_TRANSFER, GAIN_ORACLE, CEILING, FLOOR, REAL)
+#: Domains that run once per style (the specialist's, or the exemplars' colour).
+STYLED_DOMAINS = (EDITED, EDITED_COMPOSITED, EDITED_CROP, COLOUR_TRANSFER)
+#: Domains that need the miniature real world, so the CPU stand-in (preset "tiny").
+REAL_WORLD_DOMAINS = (REAL, FLOOR, CEILING, GAIN_ORACLE)
+#: Noise stream of the floor's real world (`envs.standin.DrawerStandIn`'s ``noise_stream``); 0 is the real world's.
+FLOOR_NOISE_STREAM = 1
 
 RT1 = "rt1"
 SCRIPTED = "scripted"
@@ -91,7 +106,7 @@ class EvalConfig:
     trials: tuple[str, ...] = tuple(trial.key for trial in protocol_trials())
     seeds: int = 3
     styles: tuple[str, ...] = field(default_factory=lambda: tuple(StyleRegistry.load().names))
-    domains: tuple[str, ...] = DOMAINS
+    domains: tuple[str, ...] = PAPER_DOMAINS
     urdf_versions: tuple[str, ...] = (DEFAULT_URDF_VERSION,)
     max_episode_steps: int = MAX_EPISODE_STEPS
     edit_steps: int | None = None  # denoising steps per edit; None: the env's default (paper: 20)
@@ -121,8 +136,20 @@ class EvalConfig:
         unknown = [domain for domain in self.domains if domain not in DOMAINS]
         if unknown or not self.domains:
             raise ValueError(f"unknown domains {unknown or '(none given)'}; choose from {DOMAINS}")
-        if any(domain != UNEDITED for domain in self.domains) and not self.styles:
+        if any(domain in STYLED_DOMAINS for domain in self.domains) and not self.styles:
             raise ValueError("edited domains need at least one style (see configs/styles.yaml)")
+        needs_real = [domain for domain in self.domains if domain in REAL_WORLD_DOMAINS]
+        if needs_real and self.preset != "tiny":
+            raise ValueError(
+                f"the domains {needs_real} need the miniature real world, which only the CPU stand-in has "
+                "(--preset tiny); on SIMPLER the real world's rates come from the real-world table"
+            )
+        if any(domain in (FLOOR, CEILING, GAIN_ORACLE) for domain in self.domains) and REAL not in self.domains:
+            raise ValueError(f"the domains floor, ceiling and gain-oracle are measured against the real world: "
+                             f"add {REAL!r} to the domains")
+        if self.env_kwargs.get("appearance", "sim") != "sim" and self.domains != (UNEDITED,):
+            raise ValueError("env_kwargs['appearance'] changes every domain's frames; run the real world as the "
+                             f"domain {REAL!r} instead")
         if not self.urdf_versions:
             raise ValueError(f"no robot URDF versions; choose from {URDF_VERSIONS}")
         if tuple(map(check_urdf_version, self.urdf_versions)) != self.urdf_versions or len(
@@ -176,10 +203,10 @@ class EvalConfig:
         return [parse_trial(key) for key in self.trials]
 
     def domain_styles(self) -> list[tuple[str, str]]:
-        """The (domain, style) pairs of the run, in run order; the unedited domain has style ``""``."""
-        pairs = [(UNEDITED, "")] if UNEDITED in self.domains else []
-        edited = [domain for domain in (EDITED, EDITED_COMPOSITED) if domain in self.domains]
-        return pairs + [(domain, style) for style in self.styles for domain in edited]
+        """The (domain, style) pairs of the run, in run order; a domain without a style has style ``""``."""
+        pairs = [(domain, "") for domain in DOMAINS if domain in self.domains and domain not in STYLED_DOMAINS]
+        styled = [domain for domain in STYLED_DOMAINS if domain in self.domains]
+        return pairs + [(domain, style) for style in self.styles for domain in styled]
 
     def expected_episodes(self) -> int:
         return len(self.policies) * len(self.trials) * self.seeds * len(self.urdf_versions) * len(self.domain_styles())

@@ -25,8 +25,11 @@ import numpy as np
 
 from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
 from sim2real_edit.metrics import (
+    JointBootstrap,
+    PairedOutcomes,
     TrialOutcomes,
     agreement_bootstrap,
+    joint_bootstrap,
     cluster_bootstrap_ci,
     mmrv,
     pearson_r,
@@ -34,7 +37,7 @@ from sim2real_edit.metrics import (
 )
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
-from .config import EDITED, EDITED_COMPOSITED, UNEDITED, EvalConfig
+from .config import DOMAINS, EDITED, EDITED_COMPOSITED, REAL, STYLED_DOMAINS, UNEDITED, EvalConfig
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
@@ -90,13 +93,44 @@ class PolicyRates:
 @dataclass(frozen=True)
 class Agreement:
     """MMRV and Pearson r of one column's simulated rates against the real ones, over ``policies``, with
-    percentile bootstrap intervals (every policy's trials resampled independently)."""
+    percentile bootstrap intervals.
+
+    Against a real-world table (``reference="table"``) every policy's trials are resampled independently and the
+    table's rates are taken as given. Against the run's own real-world domain (``reference="real"``, paired
+    episodes) one joint bootstrap resamples the same trials for every policy and domain, and adds the mean
+    absolute gap between sim and real rates (``mae``), the share of paired episodes with the real outcome
+    (``episode_agreement``), the share of draws where r is undefined and the policy pairs tied in sim only."""
 
     mmrv: float
-    pearson_r: float
+    pearson_r: float | None
     policies: tuple[str, ...]
     mmrv_interval: tuple[float, float]
-    pearson_r_interval: tuple[float, float]
+    pearson_r_interval: tuple[float, float] | None
+    reference: str = "table"
+    mae: float | None = None
+    mae_interval: tuple[float, float] | None = None
+    episode_agreement: float | None = None
+    episode_agreement_interval: tuple[float, float] | None = None
+    pearson_r_undefined_share: float | None = None
+    ties: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["pearson_r"] = _json_number(self.pearson_r) if self.pearson_r is not None else None
+        values["ties"] = [list(pair) for pair in self.ties]
+        return values
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``metric(domain) - metric(versus)`` on the data, with its interval over the joint bootstrap's draws."""
+
+    domain: str
+    versus: str
+    metric: str  # mae, mmrv or pearson_r
+    column: str
+    value: float | None
+    interval: tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -160,6 +194,13 @@ class Report:
     n_boot: int = BOOTSTRAP_DRAWS
     alpha: float = 0.05
     miniature: dict[str, Any] | None = None  # the tiny preset's `miniature.json`, where the run has one
+    differences: list[Difference] = field(default_factory=list)  # versus the unedited sim (paired runs)
+    paired_note: str | None = None  # why a run with a real-world domain has no paired analysis
+
+    @property
+    def paired(self) -> bool:
+        """Whether agreement is measured against the run's own real-world domain (paired episodes)."""
+        return any(a is not None and a.reference == REAL for d in self.domains for a in d.agreement.values())
 
     @property
     def is_demo(self) -> bool:
@@ -191,7 +232,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         def agreement(values: dict[str, Agreement | None]) -> dict[str, Any]:
-            return {column: asdict(value) if value else None for column, value in values.items()}
+            return {column: value.to_json() if value else None for column, value in values.items()}
 
         return {
             "notice": self.notice,
@@ -205,8 +246,11 @@ class Report:
                 "config": self.config.to_dict(),
             },
             "bootstrap": {
-                "method": "percentile; cluster bootstrap over trials (a trial's seeds, styles and URDF versions "
-                          "resampled together); MMRV/r: every policy's trials resampled independently",
+                "method": ("percentile; cluster bootstrap over trials (a trial's seeds, styles and URDF versions "
+                           "resampled together); MMRV/r/MAE: " + (
+                               "one joint bootstrap, the same resampled trials (within open and close) for every "
+                               "policy and domain, the real-world domain included" if self.paired else
+                               "every policy's trials resampled independently, real-world rates as given")),
                 "confidence": 1 - self.alpha,
                 "draws": self.n_boot,
                 "seed": BOOTSTRAP_SEED,
@@ -242,8 +286,57 @@ class Report:
                  EDITED_COMPOSITED: agreement(composited.agreement)}
                 for style, edited, composited in self.compositing_rows()
             ],
+            "differences": [{**asdict(d), "value": _json_number(d.value) if d.value is not None else None}
+                            for d in self.differences],
+            "paired_note": self.paired_note,
             "miniature": self.miniature,
         }
+
+    def _paired_markdown(self) -> list[str]:
+        """The paired section: per domain MAE, episode agreement, MMRV and r against the run's real world, what
+        share of the unedited-to-ceiling gap each domain closes, and the differences to the unedited sim."""
+        config = self.config
+        lines = [
+            "## Paired with the real world: MAE, agreement, ranking",
+            "",
+            (f"Every domain ran the same {len(config.trials)} trials x {config.seeds} seed(s) as the real world, so each "
+             "simulated episode has a real twin. MAE: mean over policies of |sim rate - real rate| (avg column; lower "
+             "is better). Agreement: share of paired episodes with the real outcome. `ceiling`: the real cabinet's "
+             "pixels composited into the sim frame (the best a cabinet editor can do); `floor`: the real world under "
+             "fresh sensor noise (sampling noise alone); `gain-oracle`: the sim cabinet's colour scaled to the real "
+             "cabinet's mean (uses real-world information: a diagnostic, not a method). Intervals: one joint "
+             f"bootstrap over trials ({self.n_boot} draws), the same resampled trials for every policy and domain."),
+            "",
+            "| domain | MAE avg | gap closed | agreement | MMRV avg | r avg | r undefined | tied in sim only |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        ]
+        by_name = {d.name: d.agreement.get("average") for d in self.domains}
+        unedited, ceiling = by_name.get(UNEDITED), by_name.get("ceiling")
+        gap = unedited.mae - ceiling.mae if unedited and ceiling and unedited.mae is not None else None
+        for domain in self.domains:
+            value = by_name[domain.name]
+            if value is None or value.mae is None:
+                continue
+            closed = f"{(unedited.mae - value.mae) / gap:.0%}" if gap else "-"
+            ties = ", ".join(f"{a} = {b}" for a, b in value.ties) or "-"
+            undefined = f"{value.pearson_r_undefined_share:.0%}" if value.pearson_r_undefined_share is not None else "-"
+            lines.append(
+                f"| {domain.name} | {_metric_cell(value.mae, value.mae_interval)} | {closed} | "
+                f"{_metric_cell(value.episode_agreement, value.episode_agreement_interval)} | "
+                f"{_metric_cell(value.mmrv, value.mmrv_interval)} | {_r_cell(value)} | {undefined} | {ties} |")
+        averages = [d for d in self.differences if d.column == "average"]
+        if averages:
+            lines += ["", f"Differences versus `{averages[0].versus}` (avg column; negative MAE/MMRV and positive r are "
+                      "better; an interval that excludes 0 is a difference the data can tell):", "",
+                      "| domain | MAE | MMRV | r |", "| --- | ---: | ---: | ---: |"]
+            for name in dict.fromkeys(d.domain for d in averages):
+                cells = []
+                for metric in ("mae", "mmrv", "pearson_r"):
+                    found = next((d for d in averages if d.domain == name and d.metric == metric), None)
+                    cells.append("-" if found is None or found.value is None else
+                                 _metric_cell(found.value, found.interval) if found.interval else f"{found.value:+.3f}")
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return [*lines, ""]
 
     def to_markdown(self) -> str:
         config = self.config
@@ -269,12 +362,22 @@ class Report:
              f"seed {BOOTSTRAP_SEED}): a trial's episodes (its seeds, styles and URDF versions) are resampled "
              "together; MMRV and r intervals resample every policy's trials independently."),
             "",
+        ]
+        if self.paired:
+            lines += self._paired_markdown()
+        lines += [
             "## Agreement with the real world",
             "",
             ("MMRV: lower is better (0 = the simulator ranks the policies as the real world does). Pearson r: "
              "higher is better. Both over the policies with real-world rates; \"avg\" is on the open/close-"
-             "averaged rates, as SIMPLER reports it. Brackets: bootstrap intervals."),
+             "averaged rates, as SIMPLER reports it. Brackets: bootstrap intervals."
+             + (" Paired: against the run's real-world domain on the same trials and seeds." if self.paired
+                else "")),
             "",
+        ]
+        if self.paired_note:
+            lines += [f"> Not paired: {self.paired_note}.", ""]
+        lines += [
             "| domain | episodes | MMRV avg | r avg | MMRV open | r open | MMRV close | r close |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
@@ -283,7 +386,7 @@ class Report:
             for column in ("average", "open", "close"):
                 value = domain.agreement[column]
                 cells += [_metric_cell(value.mmrv, value.mmrv_interval),
-                          _metric_cell(value.pearson_r, value.pearson_r_interval)] if value else ["-", "-"]
+                          _r_cell(value)] if value else ["-", "-"]
             lines.append(f"| {domain.name} | {domain.episodes} | " + " | ".join(cells) + " |")
         spreads = [(domain, domain.agreement_over_seeds.get("average")) for domain in self.domains]
         if any(spread for _, spread in spreads):
@@ -381,13 +484,70 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
                                                  n_boot, alpha) for policy in real_names)
                        for urdf in config.urdf_versions}
         over_seeds = {}
-        if config.seeds > 1:
+        if config.seeds > 1 and REAL not in config.domains:
             over_seeds = {column: _seed_spread(by_policy, real_names, table, column, config.seeds)
                           for column in COLUMNS}
         plot = f"{PLOTS_DIR}/scatter_{_slug(name)}.png"
         report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot, by_urdf,
                                            over_seeds))
+    if REAL in config.domains:
+        _add_paired_agreement(report, episodes, n_boot, alpha)
     return report
+
+
+def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot: int, alpha: float) -> None:
+    """Replaces every domain's agreement by the paired one against the run's real-world domain: sim and real
+    rates from the same trials and reset seeds, one joint bootstrap for all policies and domains."""
+    config = report.config
+    views = [d for d in report.domains if d.style != ALL_STYLES]
+    paired = _paired_outcomes(config, episodes, views)
+    if paired is None:
+        report.paired_note = ("the paired analysis needs every policy's episode of every trial and seed in every "
+                              "domain; this run is incomplete, so agreement is against the real-world table")
+        return
+    baseline = UNEDITED if UNEDITED in paired.domains else next(v.name for v in views if v.name != REAL)
+    joint = joint_bootstrap(paired, reference=REAL, baseline=baseline, n_boot=n_boot, alpha=alpha,
+                            seed=BOOTSTRAP_SEED)
+    for index, view in enumerate(report.domains):
+        if view.name not in joint.domains and view.name != REAL:
+            continue
+        agreement: dict[str, Agreement | None] = dict.fromkeys(COLUMNS)
+        if view.name != REAL:
+            for column, value in joint.domains[view.name].columns.items():
+                agreement[column] = Agreement(
+                    value.mmrv, None if np.isnan(value.pearson_r) else value.pearson_r, paired.policies,
+                    value.mmrv_interval, value.pearson_r_interval, reference=REAL, mae=value.mae,
+                    mae_interval=value.mae_interval, episode_agreement=value.agreement,
+                    episode_agreement_interval=value.agreement_interval,
+                    pearson_r_undefined_share=value.pearson_r_undefined_share, ties=value.tied_pairs)
+        report.domains[index] = DomainReport(view.name, view.domain, view.style, view.episodes, view.rates,
+                                             agreement, view.plot, view.rates_by_urdf_version, {})
+    report.differences = [
+        Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval)
+        for d in joint.differences]
+
+
+def _paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
+                     views: list[DomainReport]) -> PairedOutcomes | None:
+    """Outcomes[view][policy] as (trials, repeats) arrays: rows in the config's trial order, columns the
+    (URDF version, seed) pairs; None if any episode is missing."""
+    trials = config.trial_list()
+    repeats = [(urdf, seed) for urdf in config.urdf_versions for seed in range(config.seeds)]
+    index = {(e.domain, e.style, e.policy, e.task, e.pose, e.urdf_version, e.seed): e.success for e in episodes}
+    outcomes: dict[str, dict[str, np.ndarray]] = {}
+    for view in views:
+        outcomes[view.name] = {}
+        for policy in config.policies:
+            values = np.full((len(trials), len(repeats)), np.nan)
+            for row, trial in enumerate(trials):
+                for column, (urdf, seed) in enumerate(repeats):
+                    key = (view.domain, view.style, policy.name, trial.task.name, trial.pose, urdf, seed)
+                    if key in index:
+                        values[row, column] = index[key]
+            if np.isnan(values).any():
+                return None
+            outcomes[view.name][policy.name] = values
+    return PairedOutcomes(tuple(trial.task.action for trial in trials), outcomes)
 
 
 def write_report(run_dir: str | Path) -> Report:
@@ -411,11 +571,17 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
     (run_dir / PLOTS_DIR).mkdir(exist_ok=True)
     stand_ins = {policy.name: policy.is_stand_in for policy in report.config.policies}
     written = []
+    paired_real = {}
+    if report.paired:
+        paired_real = {rates.policy: rates for rates in report.domain(REAL).rates}
     for domain in report.domains:
         figure, axes = plt.subplots(figsize=(4.8, 4.5))
         axes.plot([0, 1], [0, 1], color="0.7", linewidth=1, linestyle="--")
         for rates in domain.rates:
             real = report.real_world.get(rates.real_world_name or "")
+            if rates.policy in paired_real and paired_real[rates.policy].average is not None:
+                twin = paired_real[rates.policy]
+                real = RealWorldSuccess(twin.open.rate, twin.close.rate, twin.average.trials)
             if real is None or rates.average is None:
                 continue
             estimate = rates.average
@@ -427,8 +593,7 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
             axes.annotate(label, (real.average, estimate.rate), textcoords="offset points", fontsize=7,
                           xytext=(-6 if right_half else 6, 4), ha="right" if right_half else "left")
         value = domain.agreement["average"]
-        subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}, "
-                    f"r {_metric_cell(value.pearson_r, value.pearson_r_interval)}" if value
+        subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}, r {_r_cell(value)}" if value
                     else "too few policies for metrics")
         axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.12), xlabel="real-world success (avg)",
                  ylabel="simulated success (avg)", title=f"{domain.name}\n{subtitle}")
@@ -442,28 +607,38 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
         written.append(path)
     measured = [d for d in report.domains if d.agreement["average"] is not None]
     if measured:
-        figure, (left, right) = plt.subplots(1, 2, figsize=(9, 0.45 * len(measured) + 1.6), sharey=True)
-        positions = np.arange(len(measured))
         averages = [d.agreement["average"] for d in measured]
-        mmrvs = [value.mmrv for value in averages]
-        correlations = [value.pearson_r for value in averages]
-        for axes, values, intervals, colour in (
-            (left, mmrvs, [value.mmrv_interval for value in averages], "tab:red"),
-            (right, correlations, [value.pearson_r_interval for value in averages], "tab:blue"),
-        ):
-            axes.barh(positions, values, color=colour)
+        nan_interval = (float("nan"), float("nan"))
+        panels = [("MMRV (avg) with 95% interval, lower is better", [v.mmrv for v in averages],
+                   [v.mmrv_interval for v in averages], "tab:red"),
+                  ("Pearson r (avg) with 95% interval, higher is better",
+                   [np.nan if v.pearson_r is None else v.pearson_r for v in averages],
+                   [v.pearson_r_interval or nan_interval for v in averages], "tab:blue")]
+        if report.paired:
+            panels.insert(0, ("MAE |sim - real| (avg) with 95% interval, lower is better",
+                              [v.mae for v in averages], [v.mae_interval for v in averages], "tab:purple"))
+        figure, axes_row = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.45 * len(measured) + 1.8),
+                                        sharey=True)
+        positions = np.arange(len(measured))
+        for axes, (label, values, intervals, colour) in zip(axes_row, panels):
+            axes.barh(positions, np.nan_to_num(values), color=colour)
             # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
-            lows, highs = np.array(intervals).T
+            lows, highs = np.array(intervals, dtype=float).T
             axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
                           ecolor="0.3")
             for position, value in zip(positions, values):
-                axes.annotate(f"{value:.3f}", (value, position), textcoords="offset points", xytext=(3, 6),
+                text = "undefined" if np.isnan(value) else f"{value:.3f}"
+                axes.annotate(text, (np.nan_to_num(value), position), textcoords="offset points", xytext=(3, 6),
                               va="center", fontsize=8)
+            axes.set_xlabel(label, fontsize=8)
+        mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
         highest_mmrv = max(high for value in averages for high in value.mmrv_interval)
-        left.set(yticks=positions, yticklabels=[d.name for d in measured],
-                 xlabel="MMRV (avg) with 95% interval, lower is better", xlim=(0, max(0.1, 1.2 * highest_mmrv)))
-        right.set(xlabel="Pearson r (avg) with 95% interval, higher is better", xlim=(-1.05, 1.2))
-        left.invert_yaxis()
+        mmrv_axes.set_xlim(0, max(0.1, 1.2 * highest_mmrv))
+        r_axes.set_xlim(-1.05, 1.2)
+        if report.paired:
+            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(high for value in averages for high in value.mae_interval)))
+        axes_row[0].set(yticks=positions, yticklabels=[d.name for d in measured])
+        axes_row[0].invert_yaxis()
         figure.tight_layout()
         path = run_dir / PLOTS_DIR / "agreement.png"
         figure.savefig(path, dpi=100)
@@ -474,8 +649,8 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
 
 def _domain_views(config: EvalConfig) -> list[tuple[str, str, str]]:
     """(name, domain, style) of every view of the report, in report order."""
-    views = [(UNEDITED, UNEDITED, "")] if UNEDITED in config.domains else []
-    for domain in (EDITED, EDITED_COMPOSITED):
+    views = [(domain, domain, "") for domain in DOMAINS if domain in config.domains and domain not in STYLED_DOMAINS]
+    for domain in STYLED_DOMAINS:
         if domain in config.domains:
             views += [(f"{domain}/{style}", domain, style) for style in config.styles]
             if len(config.styles) > 1:
@@ -566,30 +741,63 @@ def _miniature_markdown(miniature: dict[str, Any]) -> list[str]:
         (f"- **Tiny base** (trained on stand-in frames to reproduce its input, {base['seconds']:.0f} s): VAE "
          f"reconstruction {base['vae_psnr']:.1f} dB PSNR, the untrained specialist's edit {base['edit_psnr']:.1f} dB "
          f"(inside the cabinet {base['edit_cabinet_psnr']:.1f} dB), on 32 held-out frames."),
-        "- **Real-world table** (the CNN checkpoints in the miniature real world):",
+        ("- **Policy family** (CNN checkpoints of several behaviour-cloning runs; chosen before any edited "
+         "evaluation, from real-world rates measured on selection seeds the evaluation never uses):"),
         "",
-        "| policy | open | close | average |",
-        "| --- | ---: | ---: | ---: |",
+        "| policy | open | close | average | kept |",
+        "| --- | ---: | ---: | ---: | --- |",
     ]
+    selection = miniature.get("policy_selection") or {}
+    kept = {c["name"]: c for c in selection.get("candidates", [])} if isinstance(selection, dict) else {}
     for name, rates in miniature["real_world"].items():
-        lines.append(f"| {name} | {rates['open']:.3f} | {rates['close']:.3f} | {rates['average']:.3f} |")
+        reason = kept.get(name, {}).get("reason", "")
+        lines.append(f"| {name} | {rates['open']:.3f} | {rates['close']:.3f} | {rates['average']:.3f} | {reason} |")
+    if selection.get("rule"):
+        lines += ["", f"  Selection rule: {selection['rule'].get('statement', selection['rule'])}"]
     lines += [
         "",
-        ("- **Specialist** (D3PO from analytic judges on simulator frames with exact masks; never a real-world frame) "
-         "on held-out frames and noise seeds, beside the baselines. total = structure + semantic (lower is "
-         "better); outside / inside change = mean |edit - input| outside / inside the cabinet (grey levels); colour "
-         "distance = RGB distance of the cabinet's mean colour to the exemplars' (grey levels)."),
+        ("- **Specialist** (D3PO from analytic judges on simulator frames - cabinet crops with exact masks; never a "
+         "real-world frame), one per training seed, beside the baselines on held-out frames and noise seeds: the "
+         "validation part for choices, the test part for reporting. total = structure + semantic (lower is "
+         "better); outside / inside change = mean |edit - input| outside / inside the cabinet (grey levels); edges = "
+         "correlation of the input's and the edit's edge strength inside the cabinet (1: every line kept); colour / "
+         "sim = the cabinet material's mean colour over the simulator's, per channel."),
         "",
-        "| method | total | structure | semantic | outside change | inside change | colour distance |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for card in miniature["scorecard"]:
-        lines.append(f"| {card['method']} | {card['total']:.3f} +- {card['total_spread']:.3f} | "
-                     f"{card['structure']:.4f} | {card['semantic']:.3f} | {card['outside_change']:.1f} | "
-                     f"{card['inside_change']:.1f} | {card['colour_distance']:.1f} |")
+    for split in ("test", "validation"):
+        cards = [card for card in miniature["scorecard"] if card.get("split", "unsplit") == split]
+        if not cards:
+            continue
+        lines += [f"  {split.capitalize()} part:", "",
+                  "| method | total | structure | semantic | outside change | inside change | edges | colour / sim |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        lines += [_scorecard_row(card) for card in cards]
+        lines += _over_training_seeds(cards)
+        lines.append("")
     seconds = ", ".join(f"{stage} {value:.0f} s" for stage, value in miniature["seconds"].items())
     lines += ["", f"- Build times of this run (0 s: found built): {seconds}.", ""]
     return lines
+
+
+def _scorecard_row(card: dict[str, Any]) -> str:
+    ratio = "/".join(f"{value:.2f}" for value in card.get("colour_ratio_to_sim") or ())
+    edges = card.get("edge_structure")
+    return (f"| {card['method']} | {card['total']:.3f} +- {card['total_spread']:.3f} | {card['structure']:.4f} | "
+            f"{card['semantic']:.3f} | {card['outside_change']:.1f} | {card['inside_change']:.1f} | "
+            f"{'-' if edges is None else f'{edges:.3f}'} | {ratio or '-'} |")
+
+
+def _over_training_seeds(cards: list[dict[str, Any]]) -> list[str]:
+    """Mean and spread of the trained and control totals over training seeds, beside identity and untrained."""
+    groups: dict[str, list[float]] = {}
+    for card in cards:
+        method = re.sub(r" \(seed \d+\)$", "", card["method"])
+        groups.setdefault(method, []).append(card["total"])
+    if all(len(totals) < 2 for totals in groups.values()):
+        return []
+    cells = [f"{method} {np.mean(totals):.3f} +- {_sample_sd(tuple(totals)):.3f} (n={len(totals)})"
+             if len(totals) > 1 else f"{method} {totals[0]:.3f}" for method, totals in groups.items()]
+    return ["", "  Over training seeds (mean +- sd of the total): " + "; ".join(cells) + "."]
 
 
 def _json_number(value: float) -> float | None:
@@ -615,6 +823,12 @@ def _estimate_cell(estimate: RateEstimate | None) -> str:
         return "-"
     return (f"{estimate.rate:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] "
             f"(n={estimate.episodes}, {estimate.trials} trials)")
+
+
+def _r_cell(value: Agreement) -> str:
+    if value.pearson_r is None:
+        return "undefined"
+    return _metric_cell(value.pearson_r, value.pearson_r_interval) if value.pearson_r_interval else f"{value.pearson_r:.3f}"
 
 
 def _metric_cell(value: float, interval: tuple[float, float]) -> str:

@@ -17,6 +17,7 @@ the same config skips the stored episodes and runs exactly the missing ones.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -34,7 +35,20 @@ from envs.protocol import Trial
 from policies.base import Policy
 from sim2real_edit.seeding import derive_seed
 
-from .config import EDITED_COMPOSITED, UNEDITED, EvalConfig, ExecutionOptions, PolicySpec
+from .config import (
+    CEILING,
+    COLOUR_TRANSFER,
+    EDITED,
+    EDITED_CROP,
+    FLOOR,
+    FLOOR_NOISE_STREAM,
+    GAIN_ORACLE,
+    REAL,
+    UNEDITED,
+    EvalConfig,
+    ExecutionOptions,
+    PolicySpec,
+)
 from .policy_loading import load_policy
 from .results import EpisodeKey, EpisodeResult, ResultStore
 from .run_folder import claim_run_folder
@@ -146,18 +160,44 @@ def plan_units(config: EvalConfig, done: set[EpisodeKey], num_envs: int) -> list
 def make_domain_env(
     config: EvalConfig, options: ExecutionOptions, domain: str, style: str, urdf_version: str, num_envs: int
 ):
-    """The vector env of one visual domain (the plain simulator, or one style's edited variant) with one robot
-    URDF version, whose episodes end only as SIMPLER's evaluator ends them (see the module docstring)."""
+    """The vector env of one visual domain (the plain simulator, one style's edited variant, a baseline, or the
+    miniature real world and its instruments) with one robot URDF version, whose episodes end only as SIMPLER's
+    evaluator ends them (see the module docstring)."""
     import envs
 
     kwargs: dict[str, Any] = dict(config.env_options(), num_envs=num_envs, urdf_version=urdf_version,
                                   success_ends_episode=False, vectorization_mode=options.vectorization_mode)
-    if domain == UNEDITED:
-        return envs.make_edited_vector_env(edit=False, **kwargs)
+    if domain in (UNEDITED, REAL, FLOOR, CEILING):
+        appearance = {UNEDITED: kwargs.pop("appearance", "sim"), REAL: "real", FLOOR: "real", CEILING: "ceiling"}
+        if domain == FLOOR:
+            kwargs["noise_stream"] = FLOOR_NOISE_STREAM
+        return envs.make_edited_vector_env(edit=False, appearance=appearance[domain], **kwargs)
+    if domain in (COLOUR_TRANSFER, GAIN_ORACLE):
+        # The gain editor has no sampling settings: leave the specialist's (edit steps, edit size) out.
+        edit_settings = {field.name for field in dataclasses.fields(envs.EditOptions)} - {"camera", "preset"}
+        kwargs = {name: value for name, value in kwargs.items() if name not in edit_settings}
+        return envs.make_edited_vector_env(editor=gain_editor(config, domain, style), **kwargs)
     return envs.make_edited_vector_env(
-        edit=True, style=style, composite=domain == EDITED_COMPOSITED,
+        edit=True, style=style, composite=domain != EDITED, crop=domain == EDITED_CROP or None,
         device=options.device, dtype=options.dtype, cpu_threads=options.torch_threads, **kwargs,
     )
+
+
+def gain_editor(config: EvalConfig, domain: str, style: str):
+    """The per-channel cabinet gain of a baseline domain (`envs.cabinet_gain`): the colour transfer from the
+    style's exemplars, or the real-world gain oracle measured on the stand-in's own frames."""
+    from envs.cabinet_gain import CabinetGainEditor, colour_transfer_gains, standin_oracle_gains
+    from envs.standin import CABINET_ALBEDO, DrawerStandInConfig
+    from sim2real_edit.styles import StyleRegistry
+
+    if domain == COLOUR_TRANSFER:
+        if config.preset != "tiny":
+            raise ValueError("the colour-transfer domain needs the simulator cabinet's albedo, which only the CPU "
+                             "stand-in states; on SIMPLER use the edited domains")
+        exemplars = StyleRegistry.load().get(style).exemplars()
+        return CabinetGainEditor(colour_transfer_gains(exemplars, CABINET_ALBEDO), name=COLOUR_TRANSFER)
+    camera = config.env_options().get("config", DrawerStandInConfig())
+    return CabinetGainEditor(standin_oracle_gains(camera), name=GAIN_ORACLE)
 
 
 def run_evaluation(
