@@ -82,13 +82,18 @@ class StandInFrames:
     material_masks: np.ndarray
 
 
-def stand_in_frames_with_parts(count: int, seed: int = 0, frames_per_reset: int = 4) -> StandInFrames:
+def stand_in_frames_with_parts(count: int, seed: int = 0, frames_per_reset: int = 4,
+                               crop_margin: float | None = None) -> StandInFrames:
     """`count` stand-in frames at the tiny edit size with their cabinet and material masks: every start pose,
-    random drawer openings and the arm at random places in front of the cabinet."""
+    random drawer openings and the arm at random places in front of the cabinet. With `crop_margin` each frame
+    is the cabinet's crop box (`envs.edited.crop_box`, that margin), as the crop-editing env edits it."""
+    from .edited import crop_box
+
     rng = np.random.default_rng(seed)
     poses = list(ROBOT_POSES)
     envs = {pose: DrawerStandIn("OpenTopDrawer", pose, config=tiny_camera_config()) for pose in poses}
     frames, masks, materials = [], [], []
+    aspect = TINY_EDIT_SIZE[1] / TINY_EDIT_SIZE[0]
     while len(frames) < count:
         env = envs[poses[rng.integers(len(poses))]]
         openings = rng.uniform(0.0, 0.3, 3) * (rng.random(3) < 0.4)
@@ -99,13 +104,16 @@ def stand_in_frames_with_parts(count: int, seed: int = 0, frames_per_reset: int 
                 action[:3] = rng.normal(0.0, 0.04, 3)
                 obs, *_ = env.step(action)
             image = obs["image"][CAMERA_NAME]
-            frames.append(image["rgb"])
-            masks.append(env.cabinet_mask())
-            materials.append(cabinet_material_mask(image["rgb"], image["Segmentation"], env.cabinet_segmentation_ids))
-    frames_array = np.stack(frames[:count])
-    return StandInFrames(resize_batch(frames_array, TINY_EDIT_SIZE),
-                         resize_masks(np.stack(masks[:count]), TINY_EDIT_SIZE),
-                         shrink_masks(np.stack(materials[:count]), TINY_EDIT_SIZE))
+            mask = env.cabinet_mask()
+            material = cabinet_material_mask(image["rgb"], image["Segmentation"], env.cabinet_segmentation_ids)
+            box = crop_box(mask, aspect, crop_margin) if crop_margin is not None else None
+            rgb = image["rgb"]
+            if box is not None:
+                rgb, mask, material = rgb[box], mask[box], material[box]
+            frames.append(resize_batch(rgb[None], TINY_EDIT_SIZE)[0])
+            masks.append(resize_masks(mask[None], TINY_EDIT_SIZE)[0])
+            materials.append(shrink_masks(material[None], TINY_EDIT_SIZE)[0])
+    return StandInFrames(np.stack(frames[:count]), np.stack(masks[:count]), np.stack(materials[:count]))
 
 
 def stand_in_frames(count: int, seed: int = 0, frames_per_reset: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -31,25 +31,55 @@ from typing import Any
 import numpy as np
 
 from envs.appearance import REAL_CABINET_STYLE
-from envs.tiny_base import TINY_CAMERA, ensure_tiny_base, stand_in_frames
+from envs.protocol import protocol_trials
+from envs.tiny_base import TINY_CAMERA, ensure_tiny_base, stand_in_frames_with_parts
 from sim2real_edit.components import TINY_TRAINED_BASE, tiny_trained_base_folder
-from sim2real_edit.scorecard import EditScorecard, identity_edit, score_edits, specialist_edit
+from sim2real_edit.scorecard import (
+    EditScorecard,
+    ScorecardSplit,
+    identity_edit,
+    score_edits,
+    specialist_edit,
+)
 from sim2real_edit.styles import StyleRegistry, preset_specialist_dir, tiny_home
 from sim2real_edit.tiny_base import TinyBaseConfig, TinyBaseReport, read_tiny_base_report
 
-from .config import EvalConfig, ExecutionOptions, cnn_policies, spread_trials, tiny_config
+from .config import (
+    CEILING,
+    COLOUR_TRANSFER,
+    EDITED,
+    EDITED_COMPOSITED,
+    EDITED_CROP,
+    FLOOR,
+    GAIN_ORACLE,
+    REAL,
+    UNEDITED,
+    EvalConfig,
+    ExecutionOptions,
+    cnn_policies,
+    spread_trials,
+    tiny_config,
+)
 from .miniature_real_world import TinyPolicies, TinyPolicySettings, build_tiny_policies
 from .results import write_text_atomically
 
 logger = logging.getLogger(__name__)
 
 MINIATURE_JSON = "miniature.json"
-#: Each policy's episodes of a domain (6 trials x 3 seeds) run as one batch: one batched edit per step.
-MINIATURE_EXECUTION = ExecutionOptions(num_envs=18, vectorization_mode="sync", torch_threads=2)
+#: Each policy's episodes of a domain (54 trials x 1 seed) run as one batch: one batched edit per step.
+MINIATURE_EXECUTION = ExecutionOptions(num_envs=54, vectorization_mode="sync", torch_threads=2)
 SIDE_BY_SIDE = "side_by_side.png"
 CONTROL_SUFFIX = "-random-preferences"
 STAMP_NAME = "miniature_stamp.json"
-SCORECARD_VERSION = 2  # raised when `EditScorecard` changes, so that a cached scorecard is computed again
+SCORECARD_VERSION = 3  # raised when `EditScorecard` changes, so that a cached scorecard is computed again
+#: Every domain of the experiment: the plain simulator, the paper's whole-frame edit, the edit composited into
+#: the cabinet mask, the crop edit, the skeptic's colour transfer, and the instruments measured against the real
+#: world (the gain oracle, the ceiling, the floor) beside the real world itself.
+MINIATURE_DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED, EDITED_CROP, COLOUR_TRANSFER, GAIN_ORACLE, CEILING, FLOOR,
+                     REAL)
+#: The margin of the cabinet's crop box (of its size, every side): the crop domain's, and the specialist's
+#: training and scorecard frames are such crops.
+CROP_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,13 +90,16 @@ class MiniatureSettings:
     base_frames: int = 800
     policies: TinyPolicySettings = field(default_factory=TinyPolicySettings)
     specialist: dict[str, Any] = field(default_factory=dict)  # overrides of `d3po.tiny_config`
-    specialist_frames: int = 256  # simulator frames (with exact masks) the specialist trains on
+    specialist_frames: int = 256  # simulator frames (cabinet crops, exact masks) the specialist trains on
+    training_seeds: tuple[int, ...] = (0, 1, 2)  # specialist and control are each trained once per seed
     control: bool = True  # also train the random-preference control
-    scorecard_frames: int = 24  # held-out simulator frames ...
+    scorecard_frames: int = 24  # held-out simulator frames per split part (validation, test) ...
     scorecard_rounds: int = 4  # ... each edited with this many rounds of held-out noise seeds
-    # 6 trials (each task at one pose, spread over the grid) x 3 seeds: the edited domains take most of the time.
-    trials: tuple[str, ...] = field(default_factory=lambda: spread_trials(1))
-    seeds: int = 3
+    # The real world's trials (all 54) and reset seeds: every domain runs the same, so each sim episode has its
+    # real twin. The episodes of the first training seed's specialist are evaluated.
+    trials: tuple[str, ...] = field(default_factory=lambda: tuple(trial.key for trial in protocol_trials()))
+    seeds: int = 1
+    domains: tuple[str, ...] = MINIATURE_DOMAINS
     max_episode_steps: int = 48
     torch_threads: int = 2
 
@@ -84,11 +117,12 @@ class MiniatureSettings:
             policies=TinyPolicySettings.small(),
             specialist={"samples_per_step": 8, "sample_batch_size": 8, "train_batch_size": 8, "optimizer_steps": 2},
             specialist_frames=16,
+            training_seeds=(0,),
             control=False,
             scorecard_frames=4,
             scorecard_rounds=2,
             trials=spread_trials(1),
-            seeds=2,
+            seeds=1,
             max_episode_steps=12,
             torch_threads=2,
         )
@@ -105,18 +139,24 @@ class Miniature:
     base: Path
     base_report: TinyBaseReport
     policies: TinyPolicies
-    specialist: Path
-    control: Path | None
+    specialists: list[Path]  # one per training seed; the first is the one the evaluation's envs load
+    controls: list[Path]  # the random-preference controls, one per training seed (none if not built)
     scorecards: list[EditScorecard]
     seconds: dict[str, float]
 
+    @property
+    def specialist(self) -> Path:
+        return self.specialists[0]
+
     def eval_config(self, **overrides: Any) -> EvalConfig:
-        """The tiny preset's evaluation: the CNN checkpoints in the plain and both edited simulators."""
+        """The tiny preset's evaluation: the CNN policy family in every domain of the experiment, on the real
+        world's trials and reset seeds (paired episodes)."""
         trained = self.specialist_config()
         values: dict[str, Any] = {
             "policies": cnn_policies(self.policies.checkpoints, real_world_table=self.policies.table),
             "real_world_table": str(self.policies.table),
             "styles": (self.settings.style,),
+            "domains": self.settings.domains,
             "trials": self.settings.trials,
             "seeds": self.settings.seeds,
             "max_episode_steps": self.settings.max_episode_steps,
@@ -136,6 +176,7 @@ class Miniature:
         return {
             "tiny_base": self.base_report.config_hash,
             "specialist": _read_stamp(self.specialist)["weights"],
+            "policy_selection": _file_digest(self.policies.folder / "selection.json"),
             "policies": _file_digest(self.policies.folder / "settings.json"),
             "real_world_table": _file_digest(self.policies.table),
         }
@@ -153,7 +194,10 @@ class Miniature:
             "real_world": {name: {"open": rate.open, "close": rate.close, "average": rate.average,
                                   "checkpoint": rate.checkpoint} for name, rate in real.items()},
             "specialist": {"folder": str(self.specialist), "config": self.specialist_config(),
-                           "control": str(self.control) if self.control else None},
+                           "training_seeds": list(self.settings.training_seeds),
+                           "folders": [str(folder) for folder in self.specialists],
+                           "controls": [str(folder) for folder in self.controls]},
+            "policy_selection": json.loads((self.policies.folder / "selection.json").read_text()),
             "scorecard": [card.to_dict() for card in self.scorecards],
             "seconds": self.seconds,
         }
@@ -188,43 +232,47 @@ def build_miniature(settings: MiniatureSettings | None = None, progress: bool = 
         exemplars = StyleRegistry.load().get(settings.style).exemplars()
         frames = _specialist_frames(settings)
         started = time.perf_counter()
-        specialist = _ensure_specialist(settings, base_report, frames, exemplars, progress)
-        control = None
-        if settings.control:
-            control = _ensure_specialist(settings, base_report, frames, exemplars, progress, preference="random")
+        specialists = [_ensure_specialist(settings, base_report, frames, exemplars, progress, seed=seed)
+                       for seed in settings.training_seeds]
+        controls = [_ensure_specialist(settings, base_report, frames, exemplars, progress, preference="random",
+                                       seed=seed) for seed in settings.training_seeds] if settings.control else []
         seconds["specialist"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        scorecards = _scorecards(settings, base_report, specialist, control, exemplars)
+        scorecards = _scorecards(settings, base_report, specialists, controls, exemplars)
         seconds["scorecard"] = time.perf_counter() - started
     finally:
         torch.set_num_threads(threads)
-    return Miniature(settings, base, base_report, policies, specialist, control, scorecards, seconds)
+    return Miniature(settings, base, base_report, policies, specialists, controls, scorecards, seconds)
 
 
 def _specialist_frames(settings: MiniatureSettings):
     from sim2real_edit.frames import TrainingFrames
 
-    frames, masks = stand_in_frames(settings.specialist_frames, seed=settings.base.seed + 20_000)
-    return TrainingFrames(frames, masks, np.ones(len(frames), bool), [f"{i:04d}" for i in range(len(frames))])
+    parts = stand_in_frames_with_parts(settings.specialist_frames, seed=settings.base.seed + 20_000,
+                                       crop_margin=CROP_MARGIN)
+    count = len(parts.frames)
+    return TrainingFrames(parts.frames, parts.cabinet_masks, np.ones(count, bool), [f"{i:04d}" for i in range(count)])
 
 
 def _ensure_specialist(settings, base_report: TinyBaseReport, frames, exemplars, progress: bool,
-                       preference: str = "judges") -> Path:
-    """The trained specialist (or control) folder, trained first unless it holds one of these settings."""
+                       preference: str = "judges", seed: int = 0) -> Path:
+    """The trained specialist (or control) folder of one training seed, trained first unless it holds one of
+    these settings. Seed 0 lives in the style's tiny specialist folder (the one the edited envs load)."""
     from sim2real_edit.d3po import tiny_config, train
 
     folder = preset_specialist_dir(settings.style, "tiny")
-    if preference != "judges":
-        folder = folder.with_name(folder.name + CONTROL_SUFFIX)
-    config = tiny_config(style=settings.style, output_dir=str(folder), preference=preference, **settings.specialist)
+    suffix = (CONTROL_SUFFIX if preference != "judges" else "") + (f"-seed{seed}" if seed else "")
+    folder = folder.with_name(folder.name + suffix)
+    config = tiny_config(style=settings.style, output_dir=str(folder), preference=preference, seed=seed,
+                         **settings.specialist)
     wanted = {"train_config": config.hash(), "base": base_report.config_hash, "steps": config.optimizer_steps}
     stamp = _read_stamp(folder)
     if stamp is not None and all(stamp.get(key) == value for key, value in wanted.items()):
         return folder
     resume = stamp is None and (folder / "checkpoints").is_dir()  # a run killed on its way: continue it
     what = "control (random preferences)" if preference == "random" else "specialist"
-    logger.info("training the tiny %s %s in %s", settings.style, what, folder)
+    logger.info("training the tiny %s %s (training seed %d) in %s", settings.style, what, seed, folder)
     try:
         result = train(config, frames=frames, exemplars=exemplars, resume=resume, overwrite=not resume,
                        progress=progress)
@@ -238,41 +286,46 @@ def _ensure_specialist(settings, base_report: TinyBaseReport, frames, exemplars,
     return folder
 
 
-def _scorecards(settings: MiniatureSettings, base_report: TinyBaseReport, specialist: Path, control: Path | None,
-                exemplars: list[np.ndarray]) -> list[EditScorecard]:
-    """Identity, untrained, control and trained specialist on held-out frames and noise seeds (cached)."""
+def _scorecards(settings: MiniatureSettings, base_report: TinyBaseReport, specialists: list[Path],
+                controls: list[Path], exemplars: list[np.ndarray]) -> list[EditScorecard]:
+    """Identity, untrained, and every training seed's control and trained specialist, on both parts of the
+    held-out split (cabinet crops, as the crop domain edits them): choices are made on the validation part
+    only, the test part is reported (cached)."""
     from sim2real_edit.feedback import Feedback, FeedbackConfig
     from sim2real_edit.specialist import EditSpecialist
 
     cache = tiny_home() / "miniature" / "scorecard.json"
-    key = {"version": SCORECARD_VERSION, "specialist": _read_stamp(specialist), "control": _read_stamp(control) if control else None,
+    key = {"version": SCORECARD_VERSION, "specialists": [_read_stamp(folder) for folder in specialists],
+           "controls": [_read_stamp(folder) for folder in controls],
            "frames": settings.scorecard_frames, "rounds": settings.scorecard_rounds}
     if cache.is_file():
         stored = json.loads(cache.read_text())
         if stored.get("key") == key:
-            return [_scorecard_from_dict(card) for card in stored["scorecards"]]
-    config = json.loads((specialist / "train_config.json").read_text())
+            return [EditScorecard.from_dict(card) for card in stored["scorecards"]]
+    config = json.loads((specialists[0] / "train_config.json").read_text())
     steps = config["num_denoising_steps"]
-    frames, masks = stand_in_frames(settings.scorecard_frames, seed=settings.base.seed + 30_000)
     feedback = Feedback.from_config(FeedbackConfig(**config["feedback"]), device="cpu")
-    trained = EditSpecialist.from_pretrained(specialist=specialist)
+    first = EditSpecialist.from_pretrained(specialist=specialists[0])
+    instruction = first.config.instruction
     methods = [("identity", identity_edit),
-               ("untrained", specialist_edit(EditSpecialist.from_pretrained(base=TINY_TRAINED_BASE),
-                                             trained.config.instruction, steps))]
-    if control is not None:
-        methods.append(("random preferences", specialist_edit(EditSpecialist.from_pretrained(specialist=control),
-                                                               trained.config.instruction, steps)))
-    methods.append(("trained", specialist_edit(trained, trained.config.instruction, steps)))
-    cards = [score_edits(name, edit, frames, masks, exemplars, feedback, settings.scorecard_rounds)
-             for name, edit in methods]
+               ("untrained", specialist_edit(EditSpecialist.from_pretrained(base=TINY_TRAINED_BASE), instruction,
+                                             steps))]
+    for seed, folder in zip(settings.training_seeds, controls):
+        methods.append((f"random preferences (seed {seed})",
+                        specialist_edit(EditSpecialist.from_pretrained(specialist=folder), instruction, steps)))
+    for seed, folder in zip(settings.training_seeds, specialists):
+        model = first if folder == specialists[0] else EditSpecialist.from_pretrained(specialist=folder)
+        methods.append((f"trained (seed {seed})", specialist_edit(model, instruction, steps)))
+    split = ScorecardSplit.for_miniature(settings.base.seed, settings.scorecard_frames)
+    cards = []
+    for part in (split.validation, split.test):
+        parts = stand_in_frames_with_parts(part.frame_count, seed=part.frame_seed, crop_margin=CROP_MARGIN)
+        cards += [score_edits(name, edit, parts.frames, parts.cabinet_masks, exemplars, feedback,
+                              settings.scorecard_rounds, part=part, material_masks=parts.material_masks)
+                  for name, edit in methods]
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(cache, json.dumps({"key": key, "scorecards": [c.to_dict() for c in cards]}, indent=2))
     return cards
-
-
-def _scorecard_from_dict(values: dict) -> EditScorecard:
-    return EditScorecard(**{**values, "cabinet_colour": tuple(values["cabinet_colour"]),
-                            "round_totals": tuple(values["round_totals"])})
 
 
 def _read_stamp(folder: Path | None) -> dict | None:

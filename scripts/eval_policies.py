@@ -57,8 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="diffusion seeds per trial (default 3; tiny: 3, 1 with --policies)")
     parser.add_argument("--styles", nargs="+", help="styles of configs/styles.yaml, or 'all' (default: all; "
                                                     "tiny: white_marble, wood with --policies)")
-    parser.add_argument("--domains", nargs="+", choices=["unedited", "edited", "edited+composited"],
-                        help="visual domains (default: all three)")
+    parser.add_argument("--domains", nargs="+",
+                        choices=["unedited", "edited", "edited+composited", "edited+crop", "colour-transfer",
+                                 "gain-oracle", "ceiling", "floor", "real"],
+                        help="visual domains (default: unedited, edited, edited+composited; tiny: every domain, the "
+                             "miniature real world's included; gain-oracle, ceiling, floor and real need the tiny "
+                             "preset)")
     parser.add_argument("--urdf-versions", nargs="+", metavar="URDF",
                         help="robot URDF versions of SIMPLER's visual matching, or 'all' for its four "
                              "(default: recolor_cabinet_visual_matching_1, the paper's; 'none' is SIMPLER's None)")
@@ -178,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
 def check_local_inputs(config) -> None:
     """The RT-1 checkpoint folders and the styles' trained specialists are all there: everything missing in
     one error, before anything loads."""
+    from evaluation.config import STYLED_DOMAINS
     from policies.rt1 import CHECKPOINT_LAYOUT
     from sim2real_edit.specialist import CONFIG_NAME
     from sim2real_edit.styles import StyleRegistry
@@ -193,7 +198,7 @@ def check_local_inputs(config) -> None:
             f"{len(checkpoints)} RT-1 checkpoint folder(s) missing or incomplete (each holds "
             f"{', '.join(CHECKPOINT_LAYOUT)}): {', '.join(checkpoints)}. Download SIMPLER's RT-1 checkpoints "
             "there, or pass --checkpoints FOLDER ... or --checkpoint-root FOLDER")
-    if config.preset != "tiny" and any(domain != "unedited" for domain in config.domains):
+    if config.preset != "tiny" and any(domain in STYLED_DOMAINS for domain in config.domains):
         registry = StyleRegistry.load()
         untrained = [style for style in config.styles
                      if not (registry.get(style).specialist_dir / CONFIG_NAME).is_file()]
@@ -237,9 +242,15 @@ def print_outputs(run_dir: Path, report) -> None:
                   f"{card['colour_distance']:.1f}")
     for domain in report.domains:
         value = domain.agreement["average"]
-        metrics = (f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "
-                   f"Pearson r {value.pearson_r:.3f} [{value.pearson_r_interval[0]:.3f}, "
-                   f"{value.pearson_r_interval[1]:.3f}]" if value else "too few policies")
+        metrics = "the reference" if domain.domain == "real" and report.paired else "too few policies"
+        if value:
+            metrics = (f"MAE {value.mae:.3f} [{value.mae_interval[0]:.3f}, {value.mae_interval[1]:.3f}]  "
+                       if value.mae is not None else "")
+            metrics += f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "
+            metrics += ("Pearson r undefined (constant rates)" if value.pearson_r is None else
+                        f"Pearson r {value.pearson_r:.3f}" + (f" [{value.pearson_r_interval[0]:.3f}, "
+                                                              f"{value.pearson_r_interval[1]:.3f}]"
+                                                              if value.pearson_r_interval else ""))
         spread = domain.agreement_over_seeds.get("average")
         if spread:
             metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, "
