@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from sim2real_edit.crops import crops_at_size, paste_crops
 from sim2real_edit.images import resize_batch
 from sim2real_edit.seeding import SEED_MODULUS, check_reset_seed, derive_seed
 from sim2real_edit.validation import FieldChecks, is_int, is_number, is_numbers
@@ -90,30 +91,6 @@ def composite(original: np.ndarray, edited: np.ndarray, masks: np.ndarray, feath
     return out
 
 
-def crop_box(mask: np.ndarray, aspect: float, margin: float) -> tuple[slice, slice] | None:
-    """The (rows, columns) box a crop edit takes from a frame: the mask's bounding box grown by `margin` of its
-    size on every side, then to the width/height ratio `aspect`, shifted (never shrunk below the bounding
-    box) to lie inside the frame. None for an empty mask.
-
-    The box always holds the whole mask. Only a box that would overflow the frame in both directions is
-    capped to the frame's size and so departs from `aspect` by the frame's own departure from it."""
-    height, width = mask.shape
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        return None
-    mask_height, mask_width = rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0]
-    box_height = max(mask_height * (1 + 2 * margin), mask_width * (1 + 2 * margin) / aspect)
-    box_height = min(box_height, height, width / aspect)
-    box_height = int(np.clip(round(box_height), mask_height, height))
-    box_width = int(np.clip(round(box_height * aspect), mask_width, width))
-
-    def place(start: int, extent: int, box_extent: int, limit: int) -> slice:
-        first = int(np.clip(start - (box_extent - extent) // 2, 0, limit - box_extent))
-        return slice(first, first + box_extent)
-
-    return place(rows[0], mask_height, box_height, height), place(cols[0], mask_width, box_width, width)
-
-
 @runtime_checkable
 class FramesEditor(Protocol):
     """What the edited envs need of an editor: a specialist's `FrameEditor`, or any other (e.g. a non-learned
@@ -134,8 +111,9 @@ class FrameEditor:
     """Edits batches of simulator frames with one specialist: resize to the edit size, edit, resize back,
     composite. Seeds are per frame, so a frame's edit does not depend on the rest of the batch.
 
-    With `settings.crop` only each frame's cabinet box (`crop_box`) is edited, at the whole frame's edit size,
-    all boxes of a batch in one specialist call; a frame whose mask is empty stays as rendered."""
+    With `settings.crop` only each frame's cabinet box (`sim2real_edit.crops.crop_box`) is edited, at the whole
+    frame's edit size, all boxes of a batch in one specialist call; a frame whose mask is empty stays as
+    rendered."""
 
     def __init__(self, specialist, style_image: np.ndarray, settings: EditSettings | None = None,
                  instruction: str | None = None):
@@ -180,17 +158,11 @@ class FrameEditor:
                     size: tuple[int, int]) -> np.ndarray:
         """`frames` with each cabinet box replaced by its edit; every crop is resized to `size`, whose aspect
         all boxes share, so one batch holds them all."""
-        boxes = [crop_box(mask, size[1] / size[0], self.settings.crop_margin) for mask in masks]
-        cropped = [i for i, box in enumerate(boxes) if box is not None]
-        pasted = frames.copy()
-        if not cropped:
-            return pasted
-        crops = np.stack([resize_batch(frames[i][boxes[i]][None], size)[0] for i in cropped])
-        edits = self._edit_at_edit_size(crops, [seeds[i] for i in cropped])
-        for i, edit in zip(cropped, edits):
-            rows, cols = boxes[i]
-            pasted[i][rows, cols] = resize_batch(edit[None], (rows.stop - rows.start, cols.stop - cols.start))[0]
-        return pasted
+        crops, boxes = crops_at_size(frames, masks, size, self.settings.crop_margin)
+        if crops is None:
+            return frames.copy()
+        edits = self._edit_at_edit_size(crops, [seed for seed, box in zip(seeds, boxes) if box is not None])
+        return paste_crops(frames, edits, boxes)
 
 
 def _with_camera_rgb(obs: dict, camera: str, rgb: np.ndarray) -> dict:

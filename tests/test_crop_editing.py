@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import envs
-from envs.edited import EditOptions, EditSettings, FrameEditor, composite, crop_box
+from envs.edited import EditOptions, EditSettings, FrameEditor, composite
 from envs.trial_env import DrawerTrialEnv
+from sim2real_edit.crops import crop_box
 from sim2real_edit.frames import edit_size
 from sim2real_edit.specialist import EditSpecialist
 
