@@ -187,3 +187,23 @@ def test_composite_in_the_bounding_box_equals_the_full_frame_formula():
         weight = np.clip(distance_transform_edt(mask) / 3, 0, 1)[mask][:, None]
         expected[i][mask] = np.round(edited[i][mask] * weight + original[i][mask] * (1 - weight)).astype(np.uint8)
     np.testing.assert_array_equal(composite(original, edited, masks, feather=3), expected)
+
+
+def test_crop_option_edits_the_cabinet_box_of_the_loaded_specialist():
+    env = make(crop=True, crop_margin=0.2)
+    assert env.get_wrapper_attr("editor").settings.crop_margin == 0.2
+    obs, info = env.reset(seed=5)
+    mask = env.unwrapped._env.cabinet_mask()
+    cropped = obs["image"][CAMERA]["rgb"]
+    np.testing.assert_array_equal(cropped[~mask], info["unedited_rgb"][~mask])
+    whole_frame = make().reset(seed=5)[0]["image"][CAMERA]["rgb"]
+    assert (cropped[mask] != info["unedited_rgb"][mask]).any() and (cropped[mask] != whole_frame[mask]).any()
+    vec = envs.make_edited_vector_env(num_envs=1, style="wood", preset="tiny", num_steps=2, short_side=32,
+                                      crop=True, vectorization_mode="sync")
+    try:
+        assert vec.editor.settings.crop
+        vec.reset(seed=[5])
+    finally:
+        vec.close()
+    with pytest.raises(ValueError, match="crop=True needs composite=True"):
+        make(crop=True, composite=False)
