@@ -80,6 +80,8 @@ MINIATURE_DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED, EDITED_CROP, COLOUR_TR
 #: The margin of the cabinet's crop box (of its size, every side): the crop domain's, and the specialist's
 #: training and scorecard frames are such crops.
 CROP_MARGIN = 0.1
+#: The domains whose frames the specialist edits: without them the miniature needs no base and no specialist.
+SPECIALIST_DOMAINS = (EDITED, EDITED_COMPOSITED, EDITED_CROP)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class MiniatureSettings:
     @property
     def style(self) -> str:
         return REAL_CABINET_STYLE
+
+    @property
+    def needs_specialist(self) -> bool:
+        return any(domain in SPECIALIST_DOMAINS for domain in self.domains)
 
     @classmethod
     def small(cls) -> MiniatureSettings:
@@ -136,8 +142,8 @@ class Miniature:
     """The built pieces, where they are, and what they measured."""
 
     settings: MiniatureSettings
-    base: Path
-    base_report: TinyBaseReport
+    base: Path | None  # None (and no specialists) where no domain edits with the specialist
+    base_report: TinyBaseReport | None
     policies: TinyPolicies
     specialists: list[Path]  # one per training seed; the first is the one the evaluation's envs load
     controls: list[Path]  # the random-preference controls, one per training seed (none if not built)
@@ -145,13 +151,12 @@ class Miniature:
     seconds: dict[str, float]
 
     @property
-    def specialist(self) -> Path:
-        return self.specialists[0]
+    def specialist(self) -> Path | None:
+        return self.specialists[0] if self.specialists else None
 
     def eval_config(self, **overrides: Any) -> EvalConfig:
         """The tiny preset's evaluation: the CNN policy family in every domain of the experiment, on the real
         world's trials and reset seeds (paired episodes)."""
-        trained = self.specialist_config()
         values: dict[str, Any] = {
             "policies": cnn_policies(self.policies.checkpoints, real_world_table=self.policies.table),
             "real_world_table": str(self.policies.table),
@@ -160,11 +165,12 @@ class Miniature:
             "trials": self.settings.trials,
             "seeds": self.settings.seeds,
             "max_episode_steps": self.settings.max_episode_steps,
-            "edit_steps": trained["num_denoising_steps"],
-            "edit_short_side": trained["short_side"],
             "standin_camera": TINY_CAMERA,
             "artefacts": self.artefacts(),
         }
+        if self.specialist is not None:
+            trained = self.specialist_config()
+            values.update(edit_steps=trained["num_denoising_steps"], edit_short_side=trained["short_side"])
         values.update(overrides)
         return tiny_config(**values)
 
@@ -173,13 +179,14 @@ class Miniature:
 
     def artefacts(self) -> dict[str, str]:
         """Content stamps of what the episodes depend on: a rebuilt piece makes another evaluation config."""
-        return {
-            "tiny_base": self.base_report.config_hash,
-            "specialist": _read_stamp(self.specialist)["weights"],
+        stamps = {
             "policy_selection": _file_digest(self.policies.folder / "selection.json"),
             "policies": _file_digest(self.policies.folder / "settings.json"),
             "real_world_table": _file_digest(self.policies.table),
         }
+        if self.specialist is not None:
+            stamps.update(tiny_base=self.base_report.config_hash, specialist=_read_stamp(self.specialist)["weights"])
+        return stamps
 
     def to_json(self) -> dict[str, Any]:
         real = self.policies.real_world()
@@ -190,13 +197,13 @@ class Miniature:
                      "trained by D3PO from analytic judges on simulator frames only. It tests the method's "
                      "mechanics end to end; it is not SIMPLER, RT-1 or a real robot."),
             "settings": self.settings.to_dict(),
-            "base": asdict(self.base_report),
+            "base": asdict(self.base_report) if self.base_report else None,
             "real_world": {name: {"open": rate.open, "close": rate.close, "average": rate.average,
                                   "checkpoint": rate.checkpoint} for name, rate in real.items()},
             "specialist": {"folder": str(self.specialist), "config": self.specialist_config(),
                            "training_seeds": list(self.settings.training_seeds),
                            "folders": [str(folder) for folder in self.specialists],
-                           "controls": [str(folder) for folder in self.controls]},
+                           "controls": [str(folder) for folder in self.controls]} if self.specialist else None,
             "policy_selection": json.loads((self.policies.folder / "selection.json").read_text()),
             "scorecard": [card.to_dict() for card in self.scorecards],
             "seconds": self.seconds,
@@ -214,10 +221,6 @@ def build_miniature(settings: MiniatureSettings | None = None, progress: bool = 
     seconds: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        base = ensure_tiny_base(tiny_trained_base_folder(), settings.base, settings.base_frames, progress)
-        seconds["base"] = time.perf_counter() - started
-
-        started = time.perf_counter()
         policies_folder = tiny_home() / "policies"
         if (policies_folder / "settings.json").is_file() and json.loads(
                 (policies_folder / "settings.json").read_text()) != settings.policies.to_dict():
@@ -228,6 +231,13 @@ def build_miniature(settings: MiniatureSettings | None = None, progress: bool = 
         torch.set_num_threads(settings.torch_threads)
         seconds["policies"] = time.perf_counter() - started
 
+        if not settings.needs_specialist:
+            logger.info("no domain of %s edits with the specialist: the tiny base and specialist are not built",
+                        settings.domains)
+            return Miniature(settings, None, None, policies, [], [], [], seconds)
+        started = time.perf_counter()
+        base = ensure_tiny_base(tiny_trained_base_folder(), settings.base, settings.base_frames, progress)
+        seconds["base"] = time.perf_counter() - started
         base_report = read_tiny_base_report(base)
         exemplars = StyleRegistry.load().get(settings.style).exemplars()
         frames = _specialist_frames(settings)
@@ -390,8 +400,10 @@ def write_miniature_summary(miniature: Miniature, run_dir: Path) -> Path:
     """`RUN_DIR/miniature.json` (read by the report) and the side-by-side figure in `RUN_DIR/plots`."""
     from .report import PLOTS_DIR
 
-    figure = write_side_by_side(miniature, run_dir / PLOTS_DIR / SIDE_BY_SIDE)
-    summary = {**miniature.to_json(), "figure": str(figure.relative_to(run_dir))}
+    summary = miniature.to_json()
+    if miniature.specialist is not None:
+        figure = write_side_by_side(miniature, run_dir / PLOTS_DIR / SIDE_BY_SIDE)
+        summary["figure"] = str(figure.relative_to(run_dir))
     write_text_atomically(run_dir / MINIATURE_JSON, json.dumps(summary, indent=2) + "\n")
     return run_dir / MINIATURE_JSON
 

@@ -30,6 +30,7 @@ from sim2real_edit.metrics import (
     TrialOutcomes,
     agreement_bootstrap,
     joint_bootstrap,
+    power_of_gap,
     cluster_bootstrap_ci,
     mmrv,
     pearson_r,
@@ -37,7 +38,7 @@ from sim2real_edit.metrics import (
 )
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
-from .config import DOMAINS, EDITED, EDITED_COMPOSITED, REAL, STYLED_DOMAINS, UNEDITED, EvalConfig
+from .config import CEILING, DOMAINS, EDITED, EDITED_COMPOSITED, REAL, STYLED_DOMAINS, UNEDITED, EvalConfig
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
@@ -47,6 +48,8 @@ PLOTS_DIR = "plots"
 ALL_STYLES = "all styles"
 BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 0
+POWER_SIMULATIONS = 200
+POWER_DRAWS = 1000
 
 TINY_NOTICE = (
     "**Tiny preset: a miniature on a CPU, not real results.** The episodes ran on the CPU stand-in drawer env "
@@ -196,6 +199,7 @@ class Report:
     miniature: dict[str, Any] | None = None  # the tiny preset's `miniature.json`, where the run has one
     differences: list[Difference] = field(default_factory=list)  # versus the unedited sim (paired runs)
     paired_note: str | None = None  # why a run with a real-world domain has no paired analysis
+    power: dict[str, Any] | None = None  # of this run's size to detect a domain closing half the ceiling's gap
 
     @property
     def paired(self) -> bool:
@@ -289,6 +293,7 @@ class Report:
             "differences": [{**asdict(d), "value": _json_number(d.value) if d.value is not None else None}
                             for d in self.differences],
             "paired_note": self.paired_note,
+            "power": self.power,
             "miniature": self.miniature,
         }
 
@@ -324,6 +329,16 @@ class Report:
                 f"| {domain.name} | {_metric_cell(value.mae, value.mae_interval)} | {closed} | "
                 f"{_metric_cell(value.episode_agreement, value.episode_agreement_interval)} | "
                 f"{_metric_cell(value.mmrv, value.mmrv_interval)} | {_r_cell(value)} | {undefined} | {ties} |")
+        if gap is not None:
+            floor = by_name.get("floor")
+            floor_text = (f"; the floor (real against itself under fresh noise) has MAE {floor.mae:.3f}"
+                          if floor and floor.mae is not None else "")
+            lines += ["", f"The gap a cabinet editor can close: MAE(unedited) - MAE(ceiling) = {gap:.3f}{floor_text}."]
+        if self.power:
+            lines += [(f"Power of this run's size ({self.power['trials']} trials, {self.power['simulations']} "
+                       f"simulated experiments from its own unedited, ceiling and real episodes): a domain closing "
+                       f"{self.power['share_closed']:.0%} of the gap is detected (its MAE difference's interval "
+                       f"excludes 0) with probability {self.power['power']:.2f}.")]
         averages = [d for d in self.differences if d.column == "average"]
         if averages:
             lines += ["", f"Differences versus `{averages[0].versus}` (avg column; negative MAE/MMRV and positive r are "
@@ -525,6 +540,11 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
     report.differences = [
         Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval)
         for d in joint.differences]
+    if CEILING in paired.domains and UNEDITED in paired.domains:
+        # Simulated experiments of this run's size from its own unedited, ceiling and real episodes.
+        report.power = power_of_gap(paired, ceiling=CEILING, baseline=UNEDITED, reference=REAL,
+                                    n_simulations=POWER_SIMULATIONS, n_boot=POWER_DRAWS, alpha=alpha,
+                                    seed=BOOTSTRAP_SEED).to_json()
 
 
 def _paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
@@ -731,16 +751,16 @@ def _seed_spread(
 def _miniature_markdown(miniature: dict[str, Any]) -> list[str]:
     """The tiny preset's section: what the miniature is, its frames, its pieces and their measurements."""
     base = miniature["base"]
-    lines = [
-        "## The miniature",
-        "",
-        miniature["what"],
-        "",
-        f"![simulator, edited, edited+composited and real-world frames of the same scenes]({miniature['figure']})",
-        "",
-        (f"- **Tiny base** (trained on stand-in frames to reproduce its input, {base['seconds']:.0f} s): VAE "
-         f"reconstruction {base['vae_psnr']:.1f} dB PSNR, the untrained specialist's edit {base['edit_psnr']:.1f} dB "
-         f"(inside the cabinet {base['edit_cabinet_psnr']:.1f} dB), on 32 held-out frames."),
+    lines = ["## The miniature", "", miniature["what"], ""]
+    if miniature.get("figure"):
+        lines += [f"![simulator, edited, edited+composited and real-world frames of the same scenes]"
+                  f"({miniature['figure']})", ""]
+    if base:
+        lines.append(
+            f"- **Tiny base** (trained on stand-in frames to reproduce its input, {base['seconds']:.0f} s): VAE "
+            f"reconstruction {base['vae_psnr']:.1f} dB PSNR, the untrained specialist's edit {base['edit_psnr']:.1f} "
+            f"dB (inside the cabinet {base['edit_cabinet_psnr']:.1f} dB), on 32 held-out frames.")
+    lines += [
         ("- **Policy family** (CNN checkpoints of several behaviour-cloning runs; chosen before any edited "
          "evaluation, from real-world rates measured on selection seeds the evaluation never uses):"),
         "",

@@ -124,7 +124,10 @@ def build_config(args: argparse.Namespace):
                 build_miniature,
             )
 
-            miniature = build_miniature(MiniatureSettings.small() if args.small else MiniatureSettings(), progress=True)
+            settings = MiniatureSettings.small() if args.small else MiniatureSettings()
+            if "domains" in overrides:  # build only what these domains need (no specialist for baselines alone)
+                settings = replace(settings, domains=overrides["domains"])
+            miniature = build_miniature(settings, progress=True)
             return miniature.eval_config(**overrides), MINIATURE_EXECUTION, miniature
         return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION, None
     return evaluation.full_config(**overrides), evaluation.ExecutionOptions(), None

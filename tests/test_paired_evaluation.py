@@ -137,5 +137,8 @@ def test_paired_report_has_ceiling_floor_mae_and_differences(paired_run):
                                                                  (GAIN_ORACLE, "pearson_r")}
     assert all(d["versus"] == UNEDITED for d in differences)
     assert {policy["kind"] for policy in report["policies"]} == {"scripted"}
+    # No domain differs from the real world here, so there is no gap to close and nothing to detect.
+    assert report["power"]["baseline_mae"] == report["power"]["ceiling_mae"] == 0
+    assert report["power"]["power"] == 0
     markdown = (run_dir / "report.md").read_text()
     assert "Paired with the real world" in markdown and "| ceiling |" in markdown
