@@ -15,7 +15,8 @@ Design rationale (decided before training, not tuned):
   camera; here too.
 - **The material.** The real cabinet is white marble: the style ``white_marble`` of ``configs/styles.yaml``
   (its texture preset and recipe, `sim2real_edit.textures`), from a held-out seed that none of the style's
-  procedural exemplars uses - the real cabinet is another piece of the same material, so a specialist
+  procedural exemplars uses (`real_cabinet_texture_seed`; any other style can be the real world's material,
+  ``DrawerStandIn(real_material=...)``, cut the same way from its own held-out seed) - the real cabinet is another piece of the same material, so a specialist
   trained on the exemplars has never seen this piece. The texture covers the cabinet body and the drawers'
   front and side faces, mapped in each link's object frame (planar per face: x-faces by (y, z), y-faces by
   (x, z), z-faces by (x, y); 4 mm per texel), so it slides with its drawer; every link is a different part of
@@ -49,10 +50,18 @@ from dataclasses import dataclass
 import numpy as np
 
 APPEARANCES: tuple[str, ...] = ("sim", "real", "ceiling")
-#: The style whose material the real cabinet is made of (configs/styles.yaml).
+#: The style whose material the real cabinet is made of (configs/styles.yaml) unless another is chosen.
 REAL_CABINET_STYLE = "white_marble"
-#: Seed of the real cabinet's texture; held out from the style's procedural exemplar seeds.
-REAL_CABINET_TEXTURE_SEED = zlib.crc32(b"white_marble:miniature-real-world-cabinet")
+
+
+def real_cabinet_texture_seed(style: str) -> int:
+    """Seed of the real cabinet's texture in the material of ``style`` (a canonical style name); held out from
+    that style's procedural exemplar seeds (checked by `real_cabinet_material`)."""
+    return zlib.crc32(f"{style}:miniature-real-world-cabinet".encode())
+
+
+#: Seed of the white-marble real cabinet's texture.
+REAL_CABINET_TEXTURE_SEED = real_cabinet_texture_seed(REAL_CABINET_STYLE)
 TEXTURE_SIZE = 256
 METRES_PER_TEXEL = 0.004
 _MIP_LEVELS = 5  # 4, 8, 16, 32, 64 mm per texel
@@ -78,7 +87,11 @@ class CabinetMaterial:
     Lambertian shading factor."""
 
     def __init__(
-        self, texture: np.ndarray, link_ids: tuple[int, ...], metres_per_texel: float = METRES_PER_TEXEL
+        self,
+        texture: np.ndarray,
+        link_ids: tuple[int, ...],
+        metres_per_texel: float = METRES_PER_TEXEL,
+        layout_seed: int = REAL_CABINET_TEXTURE_SEED,
     ):
         texture = np.asarray(texture, dtype=np.float32)
         if texture.ndim != 3 or texture.shape[2] != 3 or texture.shape[0] != texture.shape[1]:
@@ -90,8 +103,8 @@ class CabinetMaterial:
             previous = self.levels[-1]
             size = previous.shape[0] // 2
             self.levels.append(previous.reshape(size, 2, size, 2, 3).mean(axis=(1, 3)))
-        # Each link is cut from another part of the slab (a fixed texel offset per link).
-        rng = np.random.default_rng(REAL_CABINET_TEXTURE_SEED)
+        # Each link is cut from another part of the slab (a fixed texel offset per link, from ``layout_seed``).
+        rng = np.random.default_rng(layout_seed)
         self.link_offsets = {link_id: rng.integers(0, texture.shape[0], size=2) for link_id in link_ids}
 
     def paint(
@@ -115,20 +128,33 @@ class CabinetMaterial:
         return np.clip(colours * shading, 0, 255).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=4)
-def real_cabinet_material(link_ids: tuple[int, ...]) -> CabinetMaterial:
-    """The real cabinet's material (one per process: the stand-in caches renders per material object)."""
+@functools.lru_cache(maxsize=32)
+def real_material_style(material: str) -> str:
+    """The canonical name of the style ``material`` names (an alias such as ``marble`` included); an unknown
+    name is refused with the known ones listed."""
     from sim2real_edit.styles import StyleRegistry
 
-    style = StyleRegistry.load().get(REAL_CABINET_STYLE)
-    if REAL_CABINET_TEXTURE_SEED in style.procedural_exemplar_seeds():
+    try:
+        return StyleRegistry.load().get(material).name
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"real_material: {error}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def real_cabinet_material(link_ids: tuple[int, ...], material: str = REAL_CABINET_STYLE) -> CabinetMaterial:
+    """The real cabinet's material: a held-out piece of the style ``material``'s procedural texture (one
+    object per process and material: the stand-in caches renders per material object)."""
+    from sim2real_edit.styles import StyleRegistry
+
+    style = StyleRegistry.load().get(real_material_style(material))
+    seed = real_cabinet_texture_seed(style.name)
+    if seed in style.procedural_exemplar_seeds():
         raise RuntimeError(
-            f"the real cabinet's texture seed {REAL_CABINET_TEXTURE_SEED} is one of the {style.name} "
-            "exemplar seeds; the real cabinet must be held out from the exemplars - change "
-            "REAL_CABINET_TEXTURE_SEED"
+            f"the real cabinet's texture seed {seed} is one of the {style.name} exemplar seeds; the real cabinet "
+            "must be held out from the exemplars - change real_cabinet_texture_seed"
         )
-    texture = style.procedural_texture((TEXTURE_SIZE, TEXTURE_SIZE), REAL_CABINET_TEXTURE_SEED)
-    return CabinetMaterial(texture, link_ids)
+    texture = style.procedural_texture((TEXTURE_SIZE, TEXTURE_SIZE), seed)
+    return CabinetMaterial(texture, link_ids, layout_seed=seed)
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,13 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.appearance import (
+    REAL_CABINET_STYLE,
     CabinetMaterial,
     RealCamera,
     check_appearance,
     check_noise_stream,
     real_cabinet_material,
+    real_material_style,
 )
 from envs.protocol import (
     CLOSE_START_QPOS,
@@ -703,11 +705,13 @@ class DrawerStandIn(gym.Env):
         render_mode: ``None`` or ``"rgb_array"``.
         config: geometry, camera and contact rules.
         appearance: ``"sim"`` (the simulator's flat-shaded look), ``"real"``: the miniature real world of
-            the CPU experiment, the same scene with a marble cabinet, warm light, vignette, blur and sensor
+            the CPU experiment, the same scene with a textured cabinet, warm light, vignette, blur and sensor
             noise (`envs.appearance`); the sensor noise is fixed by the reset seed and the step; or
             ``"ceiling"``: the simulator's frame with the real world's pixels inside the cabinet's exact mask.
         noise_stream: which sensor-noise draws the real camera makes (``"real"``, ``"ceiling"``): 0 is the
             real world's own; another stream gives the same episodes under fresh noise (the experiment's floor).
+        real_material: the style of ``configs/styles.yaml`` whose material the real cabinet is made of (``"real"``,
+            ``"ceiling"``; default white marble): a piece of its procedural texture none of its exemplars shows.
 
     Actions: xyz delta in metres in the robot base frame (forward, left, up; the step moves at most
     ``config.max_translation_per_step``), an axis-angle delta that is ignored, and a gripper command added to
@@ -730,6 +734,7 @@ class DrawerStandIn(gym.Env):
         config: DrawerStandInConfig | None = None,
         appearance: str = "sim",
         noise_stream: int = 0,
+        real_material: str = REAL_CABINET_STYLE,
     ) -> None:
         if camera != CAMERA_NAME:
             raise ValueError(
@@ -753,7 +758,10 @@ class DrawerStandIn(gym.Env):
         self.robot_segmentation_ids: tuple[int, ...] = tuple(ROBOT_LINK_IDS.values())
         self.appearance = check_appearance(appearance)
         self.noise_stream = check_noise_stream(noise_stream)
-        real_material = real_cabinet_material(self.cabinet_segmentation_ids) if appearance != "sim" else None
+        self.real_material = real_material_style(real_material)  # checked in every look; the sim's ignores it
+        real_material = (
+            real_cabinet_material(self.cabinet_segmentation_ids, self.real_material) if appearance != "sim" else None
+        )
         self._real_camera = RealCamera() if appearance != "sim" else None
         # "ceiling" renders both worlds: the sim frame, and the real one whose cabinet pixels replace the sim's.
         self._scene = _DrawerScene(self.pose, self.config, real_material if appearance == "real" else None)
