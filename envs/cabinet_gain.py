@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .appearance import REAL_CABINET_STYLE
 from .edited import EditSettings
 
 
@@ -77,15 +78,18 @@ class CabinetGainEditor:
         return out
 
 
-def standin_oracle_gains(camera, poses: Sequence[str] = ("a0", "b1", "c2"), seed: int = 12_345) -> np.ndarray:
+def standin_oracle_gains(
+    camera, poses: Sequence[str] = ("a0", "b1", "c2"), seed: int = 12_345, real_material: str = REAL_CABINET_STYLE
+) -> np.ndarray:
     """`oracle_gains` of the CPU stand-in: its sim and real start frames of the open-top-drawer task at
-    ``poses`` (``camera``: a `DrawerStandInConfig`)."""
+    ``poses`` (``camera``: a `DrawerStandInConfig`), the real cabinet made of ``real_material``."""
     from .standin import DrawerStandIn
 
     sim_frames, real_frames, masks = [], [], []
     for pose in poses:
         sim = DrawerStandIn("OpenTopDrawer", pose, config=camera, add_segmentation=False)
-        real = DrawerStandIn("OpenTopDrawer", pose, config=camera, add_segmentation=False, appearance="real")
+        real = DrawerStandIn("OpenTopDrawer", pose, config=camera, add_segmentation=False, appearance="real",
+                             real_material=real_material)
         sim_frames.append(sim.reset(seed=seed)[0]["image"]["overhead_camera"]["rgb"])
         real_frames.append(real.reset(seed=seed)[0]["image"]["overhead_camera"]["rgb"])
         masks.append(sim.cabinet_mask())
