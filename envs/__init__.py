@@ -16,11 +16,13 @@ if "EditedDrawer-v0" not in registry:
     register(id="EditedDrawer-v0", entry_point="envs.edited:make_edited_drawer", disable_env_checker=True)
 
 _EXPORTS = {
+    "CabinetGainEditor": "cabinet_gain",
     "EditObservation": "edited",
     "EditOptions": "edited",
     "EditSettings": "edited",
     "EditedVectorEnv": "edited",
     "FrameEditor": "edited",
+    "FramesEditor": "edited",
     "make_edited_drawer": "edited",
     "make_edited_vector_env": "edited",
 }

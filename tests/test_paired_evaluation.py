@@ -83,6 +83,12 @@ def test_gain_oracle_moves_the_sim_cabinet_to_the_real_mean_and_colour_transfer_
                                np.array([200, 100, 50]) / CABINET_ALBEDO)
 
 
+def test_the_judges_and_the_stand_in_agree_on_the_simulator_cabinet_albedo():
+    from sim2real_edit.feedback.analytic import STAND_IN_CABINET_ALBEDO
+
+    assert tuple(CABINET_ALBEDO) == STAND_IN_CABINET_ALBEDO  # sim2real_edit cannot import envs: two copies
+
+
 def test_real_world_domains_need_the_stand_in_and_the_real_domain():
     from evaluation.config import RT1, EvalConfig, PolicySpec
 
