@@ -4,8 +4,9 @@ Every piece is built here from nothing that needs a download, and cached under `
 
 1. **the tiny base** (`sim2real_edit.tiny_base`): InstructPix2Pix at toy width, trained on simulator frames to
    reproduce its input (so an untrained specialist edits nothing);
-2. **the miniature real world** (`envs.appearance`): the stand-in with a white-marble cabinet, warm light and
-   camera noise; it was designed before any policy saw it and never tuned to them;
+2. **the miniature real world** (`envs.appearance`): the stand-in with a white-marble cabinet (or another style's
+   material, `MiniatureSettings.material`), warm light and camera noise; it was designed before any policy saw it
+   and never tuned to them;
 3. **policies that see** (`policies.cnn`): small CNNs trained by behaviour cloning from the scripted expert on
    real-world frames, four checkpoints of one run; their success in the real world is that world's table;
 4. **the specialist** (`sim2real_edit.d3po`, `tiny_config`): D3PO from analytic judges on simulator frames with
@@ -15,7 +16,9 @@ Every piece is built here from nothing that needs a download, and cached under `
 5. **the evaluation** (`scripts/eval_policies.py --preset tiny`): the CNN policies in the plain simulator and
    in both edited simulators, over several seeds, against the real world's table.
 
-`build_miniature()` does 1-4, skipping whatever is already built with the same settings.
+`build_miniature()` does 1-4, skipping whatever is already built with the same settings. Another material's
+policies and scorecard are cached beside white marble's (``policies-<material>``), its specialists in its
+style's folders.
 """
 
 from __future__ import annotations
@@ -24,13 +27,13 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from envs.appearance import REAL_CABINET_STYLE
+from envs.appearance import REAL_CABINET_STYLE, real_material_style
 from envs.protocol import protocol_trials
 from envs.tiny_base import TINY_CAMERA, ensure_tiny_base, stand_in_frames_with_parts
 from sim2real_edit.components import TINY_TRAINED_BASE, tiny_trained_base_folder
@@ -60,7 +63,7 @@ from .config import (
     spread_trials,
     tiny_config,
 )
-from .miniature_real_world import TinyPolicies, TinyPolicySettings, build_tiny_policies
+from .miniature_real_world import TinyPolicies, TinyPolicySettings, build_tiny_policies, real_material_env_kwargs
 from .results import write_text_atomically
 
 logger = logging.getLogger(__name__)
@@ -104,10 +107,28 @@ class MiniatureSettings:
     domains: tuple[str, ...] = MINIATURE_DOMAINS
     max_episode_steps: int = 48
     torch_threads: int = 2
+    #: The real world's cabinet, a style of configs/styles.yaml: the policies are trained and chosen in that real
+    #: world, the specialist and control trained for that style's exemplars, and every real-world domain shows it.
+    material: str = REAL_CABINET_STYLE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "material", real_material_style(self.material))
+        object.__setattr__(self, "policies", replace(self.policies, material=self.material))
 
     @property
     def style(self) -> str:
-        return REAL_CABINET_STYLE
+        return self.material
+
+    def _material_suffix(self) -> str:
+        """Names of another material's cached pieces end in ``-<material>``; white marble's keep the names of
+        before, so switching material never deletes or rebuilds the white-marble build."""
+        return "" if self.material == REAL_CABINET_STYLE else f"-{self.material}"
+
+    def policies_folder(self) -> Path:
+        return tiny_home() / f"policies{self._material_suffix()}"
+
+    def scorecard_cache(self) -> Path:
+        return tiny_home() / "miniature" / f"scorecard{self._material_suffix()}.json"
 
     @property
     def needs_specialist(self) -> bool:
@@ -134,7 +155,12 @@ class MiniatureSettings:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """JSON values; white marble is left out (as in `TinyPolicySettings.to_dict`)."""
+        values = json.loads(json.dumps(asdict(self)))
+        values["policies"] = self.policies.to_dict()
+        if values["material"] == REAL_CABINET_STYLE:
+            del values["material"]
+        return values
 
 
 @dataclass
@@ -168,6 +194,9 @@ class Miniature:
             "standin_camera": TINY_CAMERA,
             "artefacts": self.artefacts(),
         }
+        material = real_material_env_kwargs(self.settings.material)
+        if material:  # white marble's configs stay those of before the material was a choice
+            values["env_kwargs"] = material
         if self.specialist is not None:
             trained = self.specialist_config()
             values.update(edit_steps=trained["num_denoising_steps"], edit_short_side=trained["short_side"])
@@ -193,7 +222,8 @@ class Miniature:
         return {
             "what": ("The paper's experiment in miniature, on a CPU, offline: a tiny InstructPix2Pix base trained to "
                      "reproduce its input, CNN policies trained by behaviour cloning in a miniature real world "
-                     "(the stand-in with a white-marble cabinet, warm light and camera noise), and a specialist "
+                     f"(the stand-in with a {self.settings.material.replace('_', '-')} cabinet, warm light and "
+                     "camera noise), and a specialist "
                      "trained by D3PO from analytic judges on simulator frames only. It tests the method's "
                      "mechanics end to end; it is not SIMPLER, RT-1 or a real robot."),
             "settings": self.settings.to_dict(),
@@ -221,7 +251,7 @@ def build_miniature(settings: MiniatureSettings | None = None, progress: bool = 
     seconds: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        policies_folder = tiny_home() / "policies"
+        policies_folder = settings.policies_folder()
         if (policies_folder / "settings.json").is_file() and json.loads(
                 (policies_folder / "settings.json").read_text()) != settings.policies.to_dict():
             logger.warning("the tiny policies in %s were built with other settings; building them again",
@@ -304,7 +334,7 @@ def _scorecards(settings: MiniatureSettings, base_report: TinyBaseReport, specia
     from sim2real_edit.feedback import Feedback, FeedbackConfig
     from sim2real_edit.specialist import EditSpecialist
 
-    cache = tiny_home() / "miniature" / "scorecard.json"
+    cache = settings.scorecard_cache()
     key = {"version": SCORECARD_VERSION, "specialists": [_read_stamp(folder) for folder in specialists],
            "controls": [_read_stamp(folder) for folder in controls],
            "frames": settings.scorecard_frames, "rounds": settings.scorecard_rounds}
@@ -369,7 +399,8 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
     rows = {"simulator": [], "edited": [], "edited+composited": [], "real world": []}
     for index, pose in enumerate(poses):
         sim = DrawerStandIn(task, pose, config=tiny_camera_config())
-        real = DrawerStandIn(task, pose, config=tiny_camera_config(), appearance="real")
+        real = DrawerStandIn(task, pose, config=tiny_camera_config(), appearance="real",
+                             real_material=miniature.settings.material)
         frame = sim.reset(seed=index)[0]["image"]["overhead_camera"]["rgb"]
         mask = sim.cabinet_mask()
         whole = editor.edit(frame[None], [index])[0]

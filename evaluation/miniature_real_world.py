@@ -45,13 +45,14 @@ import resource
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from tqdm.auto import tqdm
 
+from envs.appearance import REAL_CABINET_STYLE, real_material_style
 from envs.protocol import protocol_trials
 from policies.behaviour_cloning import TrainingSettings, augmentation_scaled, train_behaviour_cloning
 from policies.cnn import CNNPolicyConfig
@@ -92,6 +93,7 @@ class RealWorldMeasurement:
     camera: tuple[int, int] = (160, 128)  # the stand-in's (width, height), the tiny preset's
     num_envs: int = 54
     torch_threads: int = 1
+    material: str = REAL_CABINET_STYLE  # the real cabinet's style (configs/styles.yaml)
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.seed_offset < 0:
@@ -99,9 +101,32 @@ class RealWorldMeasurement:
                 f"a measurement needs seeds >= 1 and seed_offset >= 0, got seeds={self.seeds}, "
                 f"seed_offset={self.seed_offset}"
             )
+        object.__setattr__(self, "material", real_material_style(self.material))
 
     def seed_indices(self) -> range:
         return range(self.seed_offset, self.seed_offset + self.seeds)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """The stand-in's keyword arguments of the measurement: the real appearance in this material."""
+        return {**REAL_WORLD_ENV_KWARGS, **real_material_env_kwargs(self.material)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measurement as JSON values; white marble (the default) is left out, so that what the measurements
+        of white marble stored before the material was a choice still matches."""
+        return _without_default_material(json.loads(json.dumps(asdict(self))))
+
+
+def real_material_env_kwargs(material: str) -> dict[str, str]:
+    """``env_kwargs`` that make the stand-in's real world (and its instruments) of ``material``: none for white
+    marble, so that its configs (and their hashes) are those of before the material was a choice."""
+    material = real_material_style(material)
+    return {} if material == REAL_CABINET_STYLE else {"real_material": material}
+
+
+def _without_default_material(values: dict[str, Any]) -> dict[str, Any]:
+    if values.get("material") == REAL_CABINET_STYLE:
+        del values["material"]
+    return values
 
 
 @dataclass(frozen=True)
@@ -172,11 +197,16 @@ class TinyPolicySettings:
     runs: tuple[TrainingSettings, ...] = field(default_factory=family_runs)
     measurement: RealWorldMeasurement = field(default_factory=RealWorldMeasurement)
     selection: SelectionRule = field(default_factory=SelectionRule)
+    #: The real cabinet's style: the demonstrations are recorded and the candidates measured in that real world
+    #: (the measurement takes it from here).
+    material: str = REAL_CABINET_STYLE
 
     def __post_init__(self) -> None:
         prefixes = [run.name_prefix for run in self.runs]
         if not prefixes or len(set(prefixes)) != len(prefixes):
             raise ValueError(f"give at least one run, each with its own name_prefix; got {prefixes}")
+        object.__setattr__(self, "material", real_material_style(self.material))
+        object.__setattr__(self, "measurement", replace(self.measurement, material=self.material))
 
     @classmethod
     def small(cls) -> TinyPolicySettings:
@@ -197,7 +227,11 @@ class TinyPolicySettings:
         return [name for _, _, name in sorted(steps)]
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """The settings as JSON values (``settings.json``); white marble is left out, as in
+        `RealWorldMeasurement.to_dict`."""
+        values = _without_default_material(json.loads(json.dumps(asdict(self))))
+        values["measurement"] = self.measurement.to_dict()
+        return values
 
 
 @dataclass(frozen=True)
@@ -239,7 +273,7 @@ def measurement_config(checkpoints: list[Path], measurement: RealWorldMeasuremen
         domains=(UNEDITED,),
         max_episode_steps=measurement.max_episode_steps,
         standin_camera=measurement.camera,
-        env_kwargs=dict(REAL_WORLD_ENV_KWARGS),
+        env_kwargs=measurement.env_kwargs(),
     )
 
 
@@ -252,7 +286,7 @@ def measure_real_world(
     checkpoints and measurement reads them back, one with others is refused."""
     path = Path(run_dir) / EPISODES_NAME
     names = [Path(checkpoint).name for checkpoint in checkpoints]
-    claim = {"measurement": json.loads(json.dumps(asdict(measurement))), "policies": names}
+    claim = {"measurement": measurement.to_dict(), "policies": names}
     if path.is_file():
         stored = json.loads(path.read_text())
         if {key: stored[key] for key in claim} != claim:
@@ -433,7 +467,8 @@ def build_tiny_policies(
                 rates = _train_and_measure(folder, settings, executor, progress)
             m = settings.measurement
             source = (
-                f"miniature real world (envs.appearance, appearance=real): {len(m.trials)} trials x seed indices "
+                f"miniature real world (envs.appearance, appearance=real{_material_note(m.material)}): "
+                f"{len(m.trials)} trials x seed indices "
                 f"{m.seed_offset}..{m.seed_offset + m.seeds - 1} (selection seeds, not the evaluation's), at most "
                 f"{m.max_episode_steps} steps, camera {m.camera[0]}x{m.camera[1]}; episodes in {RUN_DIR}/<checkpoint>/"
             )
@@ -467,7 +502,9 @@ def _train_and_measure(
     demonstrations_path = folder / DEMONSTRATIONS_NAME
     if unfinished and not demonstrations_path.is_file():
         with _timed(folder, "demonstrations") as record:
-            demonstrations = collect_demonstrations(settings.demonstrations, progress, executor)
+            # White marble is collect_demonstrations' default: its call stays the one of before.
+            material = real_material_env_kwargs(settings.material)
+            demonstrations = collect_demonstrations(settings.demonstrations, progress, executor, **material)
             demonstrations.save(demonstrations_path)
             record.update(
                 episodes=demonstrations.episodes_recorded,
@@ -501,6 +538,10 @@ def _train_and_measure(
             name: measuring[name].result()
             for name in tqdm(names, desc="real-world measurement", unit="checkpoint", disable=not progress)
         }
+
+
+def _material_note(material: str) -> str:
+    return "".join(f", {name}={value}" for name, value in real_material_env_kwargs(material).items())
 
 
 def _submit(executor: Executor | None, function: Callable[..., Any], *args: Any) -> Future:
