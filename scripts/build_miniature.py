@@ -2,18 +2,22 @@
 
     python scripts/build_miniature.py              # into <data root>/tiny (a first build: about 10 minutes)
     python scripts/build_miniature.py --small      # the tests' minutes-sized version, to try the pipeline
+    python scripts/build_miniature.py --material wood   # the same experiment with a wood real world
 
 Builds, or finds already built with the same settings: the tiny InstructPix2Pix base trained on stand-in
 frames to reproduce its input; CNN policies trained by behaviour cloning in the miniature real world (the
 stand-in with a white-marble cabinet, envs/appearance.py) at graded checkpoints, and that world's success
 table; the white-marble specialist trained by D3PO from analytic judges on simulator frames, a control trained
 on random preferences, and their scores on held-out frames and noise seeds beside the identity and the
-untrained specialist. A killed build continues where it stopped. NOT SIMPLER and not real robots.
+untrained specialist. A killed build continues where it stopped. With --material, the real cabinet is another
+style's material and the policies and specialists are built for it, beside the white-marble build. NOT SIMPLER
+and not real robots.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from sim2real_edit import cli
 
@@ -22,6 +26,8 @@ def parse_args(argv: list[str] | None = None):
     parser = cli.ArgumentParser(description=__doc__)
     parser.add_argument("--small", action="store_true", help="the tests' small build (runs the pipeline, not to "
                                                              "its quality)")
+    parser.add_argument("--material", default="white_marble",
+                        help="the real world's cabinet: a style of configs/styles.yaml (default: white_marble)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -30,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from evaluation.miniature import MiniatureSettings, build_miniature
 
-    settings = MiniatureSettings.small() if args.small else MiniatureSettings()
+    settings = replace(MiniatureSettings.small() if args.small else MiniatureSettings(), material=args.material)
     miniature = build_miniature(settings, progress=not args.no_progress)
     report = miniature.base_report
     print(f"tiny base {miniature.base}: VAE {report.vae_psnr:.1f} dB, untrained edit {report.edit_psnr:.1f} dB "

@@ -1,6 +1,7 @@
 """Evaluate policies in the unedited and the edited simulators, and report how well each predicts the real world.
 
     python scripts/eval_policies.py --preset tiny                        # the paper in miniature, on a CPU
+    python scripts/eval_policies.py --preset tiny --material wood        # ... with a wood real world
     python scripts/eval_policies.py --checkpoints ckpts/rt_1_tf_trained_for_000400120 ... --run-dir runs/rt1
     python scripts/eval_policies.py --report runs/rt1                    # rebuild the report from the database
     python scripts/eval_policies.py --ray auto --run-dir runs/rt1        # on the Ray cluster of `ray start`
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="full: the paper's protocol; tiny: the paper in miniature on a CPU (default: full)")
     parser.add_argument("--small", action="store_true",
                         help="tiny preset: the tests' minutes-sized miniature (runs every step, not to its quality)")
+    parser.add_argument("--material",
+                        help="tiny preset: the real world's cabinet, a style of configs/styles.yaml (default: "
+                             "white_marble); the miniature is built for it and run in runs/eval-tiny-<material>")
     parser.add_argument("--policies", "--checkpoints", nargs="+", dest="policies", metavar="POLICY",
                         help="RT-1 checkpoint folders, or scripted policy names (tiny preset: scripted-expert, "
                              "scripted-good, scripted-poor, scripted-random)")
@@ -91,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
     if args.small and (args.preset != "tiny" or args.policies):
         parser.error("--small sizes the tiny preset's miniature: use it with --preset tiny and without --policies")
+    if args.material is not None and args.preset != "tiny":
+        parser.error("--material chooses the miniature real world's cabinet: use it with --preset tiny")
     return args
 
 
@@ -125,10 +131,16 @@ def build_config(args: argparse.Namespace):
             )
 
             settings = MiniatureSettings.small() if args.small else MiniatureSettings()
+            if args.material is not None:
+                settings = replace(settings, material=args.material)
             if "domains" in overrides:  # build only what these domains need (no specialist for baselines alone)
                 settings = replace(settings, domains=overrides["domains"])
             miniature = build_miniature(settings, progress=True)
             return miniature.eval_config(**overrides), MINIATURE_EXECUTION, miniature
+        if args.material is not None:
+            from evaluation.miniature_real_world import real_material_env_kwargs
+
+            overrides["env_kwargs"] = real_material_env_kwargs(args.material)
         return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION, None
     return evaluation.full_config(**overrides), evaluation.ExecutionOptions(), None
 
@@ -161,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                                              ("device", args.device), ("dtype", args.dtype),
                                              ("torch_threads", args.torch_threads)) if value is not None}
     execution = replace(execution, **changes)
-    run_dir = Path(args.run_dir or f"runs/eval-{config.preset}")
+    run_dir = Path(args.run_dir or default_run_dir(config.preset, args.material))
     cli.on_interrupt(lambda: saved_episodes_note(run_dir))
     started = time.perf_counter()
     if args.ray is None:
@@ -180,6 +192,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
     print_outputs(run_dir, report)
+
+
+def default_run_dir(preset: str, material: str | None) -> str:
+    """``runs/eval-<preset>``; another real-world material than white marble runs in ``runs/eval-tiny-<material>``,
+    beside white marble's run."""
+    from envs.appearance import REAL_CABINET_STYLE, real_material_style
+
+    if material is None or real_material_style(material) == REAL_CABINET_STYLE:
+        return f"runs/eval-{preset}"
+    return f"runs/eval-{preset}-{real_material_style(material)}"
 
 
 def check_local_inputs(config) -> None:
