@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -491,7 +491,8 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
         by_policy = {policy: [e for e in chosen if e.policy == policy] for policy in real_names}
         rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha)
                       for policy in real_names)
-        agreement = {column: _agreement(by_policy, real_names, table, column, n_boot, alpha) for column in COLUMNS}
+        agreement = _table_agreement(by_policy, real_names, table, n_boot, alpha) if REAL not in config.domains \
+            else dict.fromkeys(COLUMNS)  # measured against the run's real-world domain below
         by_urdf = {}
         if len(config.urdf_versions) > 1:
             by_urdf = {urdf: tuple(_policy_rates(policy, real_names[policy],
@@ -519,6 +520,14 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
     if paired is None:
         report.paired_note = ("the paired analysis needs every policy's episode of every trial and seed in every "
                               "domain; this run is incomplete, so agreement is against the real-world table")
+        real_names = {policy.name: policy.real_world_name if policy.real_world_name in report.real_world else None
+                      for policy in config.policies}
+        for index, view in enumerate(report.domains):
+            by_policy = {policy: [e for e in episodes if e.domain == view.domain and e.policy == policy
+                                  and (view.style in ("", ALL_STYLES) or e.style == view.style)]
+                         for policy in real_names}
+            agreement = _table_agreement(by_policy, real_names, report.real_world, n_boot, alpha)
+            report.domains[index] = replace(view, agreement=agreement)
         return
     baseline = UNEDITED if UNEDITED in paired.domains else next(v.name for v in views if v.name != REAL)
     joint = joint_bootstrap(paired, reference=REAL, baseline=baseline, n_boot=n_boot, alpha=alpha,
@@ -535,8 +544,7 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
                     mae_interval=value.mae_interval, episode_agreement=value.agreement,
                     episode_agreement_interval=value.agreement_interval,
                     pearson_r_undefined_share=value.pearson_r_undefined_share, ties=value.tied_pairs)
-        report.domains[index] = DomainReport(view.name, view.domain, view.style, view.episodes, view.rates,
-                                             agreement, view.plot, view.rates_by_urdf_version, {})
+        report.domains[index] = replace(view, agreement=agreement)
     report.differences = [
         Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval)
         for d in joint.differences]
@@ -707,6 +715,13 @@ def _policy_rates(
             trials=sum(len(stratum) for stratum in strata),
         )
     return PolicyRates(policy, real_world_name, estimates["open"], estimates["close"], estimates["average"])
+
+
+def _table_agreement(
+    by_policy: dict[str, list[EpisodeResult]], real_names: dict[str, str | None],
+    table: dict[str, RealWorldSuccess], n_boot: int, alpha: float,
+) -> dict[str, Agreement | None]:
+    return {column: _agreement(by_policy, real_names, table, column, n_boot, alpha) for column in COLUMNS}
 
 
 def _agreement(

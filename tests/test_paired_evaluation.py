@@ -148,3 +148,20 @@ def test_paired_report_has_ceiling_floor_mae_and_differences(paired_run):
     assert report["power"]["power"] == 0
     markdown = (run_dir / "report.md").read_text()
     assert "Paired with the real world" in markdown and "| ceiling |" in markdown
+
+
+def test_an_incomplete_paired_run_falls_back_to_the_table_and_says_so(paired_run, tmp_path):
+    import shutil
+
+    run_dir, _ = paired_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("run.lock"))
+    with sqlite3.connect(copy / "episodes.sqlite") as connection:
+        connection.execute("DELETE FROM episodes WHERE domain = 'real' AND pose = 'a0'")
+    write_report(copy)
+    report = json.loads((copy / "report.json").read_text())
+    assert "incomplete" in report["paired_note"]
+    unedited = next(d for d in report["domains"] if d["domain"] == UNEDITED)
+    assert unedited["agreement"]["average"]["reference"] == "table"
+    assert report["differences"] == [] and report["power"] is None
+    assert "Not paired" in (copy / "report.md").read_text()
