@@ -63,7 +63,12 @@ from .config import (
     spread_trials,
     tiny_config,
 )
-from .miniature_real_world import TinyPolicies, TinyPolicySettings, build_tiny_policies, real_material_env_kwargs
+from .miniature_real_world import (
+    TinyPolicies,
+    TinyPolicySettings,
+    build_tiny_policies,
+    real_material_env_kwargs,
+)
 from .results import write_text_atomically
 
 logger = logging.getLogger(__name__)
