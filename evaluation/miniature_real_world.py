@@ -31,6 +31,10 @@ and reset seeds), ``selection.json`` and ``real_world.yaml``; ``timings.json`` h
 each stage and of the whole build (per run: its training's wall and CPU seconds), and the build's CPU seconds
 (its own and its worker processes'; every process runs one thread).
 
+``TinyPolicySettings.material`` is the real cabinet's style (white marble unless chosen): the demonstrations are
+recorded and the candidates measured in that real world. White marble is left out of ``settings.json`` and the
+measurements' claims, so that they match what was stored before the material was a choice.
+
 With ``workers`` > 1 the demonstrations are recorded, the runs trained and the checkpoints measured in that many
 processes, a run's checkpoints measured as soon as it is trained; the results do not depend on ``workers``.
 """
