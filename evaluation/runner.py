@@ -186,6 +186,7 @@ def make_domain_env(
 def gain_editor(config: EvalConfig, domain: str, style: str):
     """The per-channel cabinet gain of a baseline domain (`envs.cabinet_gain`): the colour transfer from the
     style's exemplars, or the real-world gain oracle measured on the stand-in's own frames."""
+    from envs.appearance import REAL_CABINET_STYLE
     from envs.cabinet_gain import CabinetGainEditor, colour_transfer_gains, standin_oracle_gains
     from envs.standin import CABINET_ALBEDO, DrawerStandInConfig
     from sim2real_edit.styles import StyleRegistry
@@ -196,8 +197,10 @@ def gain_editor(config: EvalConfig, domain: str, style: str):
                              "stand-in states; on SIMPLER use the edited domains")
         exemplars = StyleRegistry.load().get(style).exemplars()
         return CabinetGainEditor(colour_transfer_gains(exemplars, CABINET_ALBEDO), name=COLOUR_TRANSFER)
-    camera = config.env_options().get("config", DrawerStandInConfig())
-    return CabinetGainEditor(standin_oracle_gains(camera), name=GAIN_ORACLE)
+    options = config.env_options()
+    gains = standin_oracle_gains(options.get("config", DrawerStandInConfig()),
+                                 real_material=options.get("real_material", REAL_CABINET_STYLE))
+    return CabinetGainEditor(gains, name=GAIN_ORACLE)
 
 
 def run_evaluation(

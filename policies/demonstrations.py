@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from envs.appearance import REAL_CABINET_STYLE
 from envs.protocol import Trial, protocol_trials
 from envs.standin import DrawerStandIn, DrawerStandInConfig
 from envs.trial_env import parse_trial
@@ -126,7 +127,9 @@ def record_episode(
     return steps, bool(info["success"]) and bool(steps["terminate"][-1])
 
 
-def record_trials(settings: DemonstrationSettings, trial_keys: list[str]) -> list[tuple[int, int, dict | None]]:
+def record_trials(
+    settings: DemonstrationSettings, trial_keys: list[str], real_material: str = REAL_CABINET_STYLE
+) -> list[tuple[int, int, dict | None]]:
     """The demonstrations of some of ``settings.trials``: ``(protocol index, demo index, steps)`` per episode,
     steps None where the expert failed. An episode depends only on its trial and demo index (its seed), so
     trials can be recorded in any grouping, in any process."""
@@ -137,7 +140,8 @@ def record_trials(settings: DemonstrationSettings, trial_keys: list[str]) -> lis
         trial = parse_trial(key)
         trial_index = protocol.index(trial)
         env = DrawerStandIn(
-            trial.task, trial.pose, config=config, appearance=settings.appearance, add_segmentation=False
+            trial.task, trial.pose, config=config, appearance=settings.appearance, add_segmentation=False,
+            real_material=real_material,
         )
         for demo_index in range(settings.clean_per_trial + settings.noisy_per_trial):
             sigma = 0.0 if demo_index < settings.clean_per_trial else settings.dart_sigma
@@ -150,15 +154,19 @@ def record_trials(settings: DemonstrationSettings, trial_keys: list[str]) -> lis
 
 
 def collect_demonstrations(
-    settings: DemonstrationSettings, progress: bool = True, executor: Executor | None = None
+    settings: DemonstrationSettings,
+    progress: bool = True,
+    executor: Executor | None = None,
+    real_material: str = REAL_CABINET_STYLE,
 ) -> Demonstrations:
     """Records the expert over ``settings.trials`` (see the module docstring), one trial at a time, in the
     ``executor``'s processes where one is given; the result does not depend on it."""
     keys = [trial.key for trial in protocol_trials() if trial.key in set(settings.trials)]
     if executor is None:
-        parts = (record_trials(settings, [key]) for key in keys)
+        parts = (record_trials(settings, [key], real_material) for key in keys)
     else:
-        parts = executor.map(record_trials, [settings] * len(keys), [[key] for key in keys])
+        parts = executor.map(record_trials, [settings] * len(keys), [[key] for key in keys],
+                             [real_material] * len(keys))
     episodes = []
     for part in tqdm(parts, total=len(keys), desc="demonstrations", unit="trial", disable=not progress):
         episodes += part

@@ -177,9 +177,6 @@ def test_the_gain_oracle_aims_at_the_chosen_material():
     assert np.all(wood < marble) and wood[2] / wood[0] < marble[2] / marble[0]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="evaluation.runner.gain_editor does not yet pass env_kwargs['real_material'] to "
-                          "standin_oracle_gains (requested of the lead)")
 def test_the_gain_oracle_domain_gets_the_material():
     config = tiny_config(env_kwargs={"real_material": "wood"}, domains=(GAIN_ORACLE, REAL))
     np.testing.assert_allclose(gain_editor(config, GAIN_ORACLE, "wood").gains,
