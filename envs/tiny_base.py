@@ -86,8 +86,8 @@ def stand_in_frames_with_parts(count: int, seed: int = 0, frames_per_reset: int 
                                crop_margin: float | None = None) -> StandInFrames:
     """`count` stand-in frames at the tiny edit size with their cabinet and material masks: every start pose,
     random drawer openings and the arm at random places in front of the cabinet. With `crop_margin` each frame
-    is the cabinet's crop box (`envs.edited.crop_box`, that margin), as the crop-editing env edits it."""
-    from .edited import crop_box
+    is the cabinet's crop box (`sim2real_edit.crops.crop_box`, that margin), as the crop-editing env edits it."""
+    from sim2real_edit.crops import crop_box
 
     rng = np.random.default_rng(seed)
     poses = list(ROBOT_POSES)

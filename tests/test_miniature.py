@@ -1,6 +1,7 @@
 """The paper in miniature end to end at the tests' size: `eval_policies.py --preset tiny --small` builds (or finds)
-every piece, evaluates the CNN policies in the three domains over seeds, and writes a report with the spread over
-seeds, the specialist's scorecard and the side-by-side frames; a second run repeats nothing."""
+every piece, evaluates the CNN policy family in every domain on the real world's trials and seeds, and writes a
+report with the paired analysis (ceiling, floor, MAE, differences), the specialist's scorecard on both split parts
+and the side-by-side frames; a second run repeats nothing."""
 
 from __future__ import annotations
 
@@ -41,21 +42,32 @@ def miniature_run(tmp_path_factory, small_tiny_base_folder, small_tiny_policies)
         yield {"run": root / "run", "home": home, "rerun": lambda: second.main(command)}
 
 
-def test_the_report_keeps_its_schema_and_gives_the_spread_over_seeds(miniature_run):
+def test_the_report_keeps_its_schema_and_measures_every_domain_against_its_real_twin(miniature_run):
     report = json.loads((miniature_run["run"] / "report.json").read_text())
     names = [domain["name"] for domain in report["domains"]]
-    assert names == ["unedited", f"edited/{SMALL.style}", f"edited+composited/{SMALL.style}"]
-    policies = 4
+    style = SMALL.style
+    assert names == ["unedited", "gain-oracle", "ceiling", "floor", "real", f"edited/{style}",
+                     f"edited+composited/{style}", f"edited+crop/{style}", f"colour-transfer/{style}"]
+    policies = len(report["policies"])
+    assert policies >= 4 and {policy["kind"] for policy in report["policies"]} == {"cnn"}
     for domain in report["domains"]:
         assert domain["episodes"] == policies * len(SMALL.trials) * SMALL.seeds
+        if domain["domain"] == "real":
+            assert domain["agreement"]["average"] is None  # the reference
+            continue
         for column in ("open", "close", "average"):
-            assert set(domain["agreement"][column]) >= {"mmrv", "pearson_r"}
-            spread = domain["agreement_over_seeds"][column]
-            if spread is not None:  # a seed whose rates do not vary gives no Pearson r
-                assert len(spread["mmrv"]) == SMALL.seeds
+            agreement = domain["agreement"][column]
+            assert set(agreement) >= {"mmrv", "pearson_r", "mae", "mae_interval", "episode_agreement"}
+            assert agreement["reference"] == "real"
+            low, high = agreement["mae_interval"]
+            assert 0 <= low <= agreement["mae"] <= high <= 1
+    differences = report["differences"]
+    assert {d["metric"] for d in differences} == {"mae", "mmrv", "pearson_r"}
+    assert {d["domain"] for d in differences} == set(names) - {"unedited", "real"}
+    assert all(d["versus"] == "unedited" for d in differences)
     markdown = (miniature_run["run"] / "report.md").read_text()
     assert "## The miniature" in markdown and "not SIMPLER" in markdown
-    assert f"Spread over the {SMALL.seeds} seeds" in markdown
+    assert "Paired with the real world" in markdown and "| ceiling |" in markdown and "| floor |" in markdown
 
 
 def test_the_report_shows_sim_edited_and_real_frames_side_by_side(miniature_run):
@@ -65,9 +77,12 @@ def test_the_report_shows_sim_edited_and_real_frames_side_by_side(miniature_run)
     with Image.open(figure) as image:
         assert image.format == "PNG" and image.height > image.width / 2  # four rows of three frames
     assert f"]({summary['figure']})" in (miniature_run["run"] / "report.md").read_text()
-    methods = [card["method"] for card in summary["scorecard"]]
-    assert methods == ["identity", "untrained", "trained"]  # the small build trains no control
-    assert len(summary["real_world"]) == 4 and all(name.startswith("cnn-bc-") for name in summary["real_world"])
+    cards = [(card["split"], card["method"]) for card in summary["scorecard"]]
+    # the small build trains no control and one training seed; both split parts are scored
+    assert cards == [(part, method) for part in ("validation", "test")
+                     for method in ("identity", "untrained", "trained (seed 0)")]
+    assert len(summary["real_world"]) >= 4 and all(name.startswith("cnn-bc-") for name in summary["real_world"])
+    assert summary["policy_selection"]["selected"] == list(summary["real_world"])
     assert all(0 <= rates["average"] <= 1 for rates in summary["real_world"].values())
 
 
@@ -80,4 +95,4 @@ def test_a_rerun_finds_every_piece_and_every_episode(miniature_run, capsys):
     printed = capsys.readouterr().out
     assert "ran 0 episodes" in printed
     assert weights.stat().st_mtime_ns == before
-    assert "trained" in printed and "over seeds" in printed
+    assert "trained" in printed and "MAE" in printed
