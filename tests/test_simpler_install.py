@@ -8,6 +8,7 @@ checked everywhere.
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import subprocess
 import sys
@@ -58,3 +59,37 @@ def test_sapien_and_pkg_resources_import_after_the_project_is_installed(simpler_
     assert done.returncode == 0, done.stderr[-3000:]
     assert Version(importlib.metadata.version("numpy")) < Version("2")
     assert Version(importlib.metadata.version("gymnasium")) < Version("1.0")
+
+
+SIMPLER_MODULES = ("mani_skill2_real2sim", "simpler_env", "sapien")
+
+
+def needs_simpler(node: ast.AST) -> bool:
+    """Whether `node` skips without SIMPLER: it calls pytest.importorskip on one of SIMPLER's packages."""
+    return any(isinstance(call, ast.Call) and ast.unparse(call.func).endswith("importorskip") and call.args
+               and isinstance(call.args[0], ast.Constant) and str(call.args[0].value).startswith(SIMPLER_MODULES)
+               for call in ast.walk(node))
+
+
+def test_every_test_that_needs_simpler_is_marked_so_that_one_command_runs_them_all():
+    """`python -m pytest -m simpler` runs every SIMPLER-only test: a test that skips without SIMPLER (itself,
+    through a fixture, or its whole module) must carry the `simpler` mark."""
+    unmarked, found = [], 0
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        module_needs = any(needs_simpler(node) for node in tree.body if isinstance(node, ast.Expr))
+        module_marked = any(isinstance(node, ast.Assign) and "pytestmark" in ast.unparse(node.targets[0])
+                            and "mark.simpler" in ast.unparse(node.value) for node in tree.body)
+        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        fixtures = {node.name for node in functions
+                    if any("fixture" in ast.unparse(d) for d in node.decorator_list) and needs_simpler(node)}
+        for node in functions:
+            if not node.name.startswith("test_"):
+                continue
+            uses = module_needs or needs_simpler(node) or any(arg.arg in fixtures for arg in node.args.args)
+            marked = module_marked or any("mark.simpler" in ast.unparse(d) for d in node.decorator_list)
+            found += uses
+            if uses and not marked:
+                unmarked.append(f"{path.name}::{node.name}")
+    assert found >= 5  # the scan sees the SIMPLER tests at all
+    assert not unmarked, f"tests that need SIMPLER without @pytest.mark.simpler: {unmarked}"
