@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from sim2real_edit.crops import crops_at_size, paste_crops
-from sim2real_edit.images import resize_batch
+from sim2real_edit.images import as_uint8_batch, resize_batch
 from sim2real_edit.seeding import SEED_MODULUS, check_reset_seed, derive_seed
 from sim2real_edit.validation import FieldChecks, is_int, is_number, is_numbers
 
@@ -118,7 +118,7 @@ class FrameEditor:
     def __init__(self, specialist, style_image: np.ndarray, settings: EditSettings | None = None,
                  instruction: str | None = None):
         self.specialist = specialist
-        self.style_image = np.asarray(style_image)
+        self.style_image = as_uint8_batch(style_image, "style_image")[0]  # a bad exemplar fails before any episode
         self.settings = settings or EditSettings()
         self.instruction = instruction
 

@@ -102,6 +102,10 @@ def trial_reset_options(trial: Trial) -> dict[str, Any]:
     }
 
 
+class NoRenderingDeviceError(RuntimeError):
+    """SAPIEN finds no Vulkan device: the machine lacks a (software) Vulkan driver."""
+
+
 class RobotStartPose(gym.Wrapper):
     """Starts every episode with the robot at the start pose of one protocol trial.
 
@@ -196,7 +200,7 @@ def make_simpler_drawer(
         env = gym.make(task.simpler_env_id, **kwargs)
     except RuntimeError as error:
         if "rendering device" in str(error) or "vulkan" in str(error).lower():
-            raise RuntimeError(
+            raise NoRenderingDeviceError(
                 f"SAPIEN found no Vulkan device to render with ({error}). On a GPU machine install the NVIDIA "
                 "Vulkan driver; on a CPU-only machine install software Vulkan (Mesa lavapipe): see the README "
                 "section 'Real SIMPLER (optional)'."

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real_edit.components import tiny_trained_base_folder
+from sim2real_edit.components import TINY_BASE_ENV_VAR, tiny_trained_base_folder
 from sim2real_edit.images import resize_batch
+from sim2real_edit.outputs import check_writable_folder
+from sim2real_edit.styles import HOME_ENV_VAR
 from sim2real_edit.tiny_base import TinyBaseConfig, read_tiny_base_report, save_tiny_base, train_tiny_base
 
 from .protocol import ROBOT_POSES
@@ -137,6 +139,9 @@ def ensure_tiny_base(
     if report is not None and (config is None or report.config == config.to_dict()):
         return folder
     config = config or TinyBaseConfig()
+    # Minutes of training end in a save: a folder that cannot take it fails now, not after them.
+    check_writable_folder(folder, what=f"the tiny preset's base folder {folder}",
+                          fix=f"set {HOME_ENV_VAR} (or {TINY_BASE_ENV_VAR}) to a writable folder")
     logger.warning("building the tiny preset's diffusion base in %s (once; a few minutes on a CPU)", folder)
     training = stand_in_frames(frames, seed=config.seed)
     held_out = stand_in_frames(32, seed=config.seed + 10_000)

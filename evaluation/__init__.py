@@ -24,7 +24,7 @@ from .config import (
     tiny_config,
 )
 from .report import Report, build_report, write_report
-from .results import ConfigMismatchError, EpisodeResult, ResultStore
+from .results import ConfigMismatchError, EpisodeResult, LostDatabaseError, ResultStore
 from .runner import RunSummary, run_evaluation
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "EpisodeResult",
     "EvalConfig",
     "ExecutionOptions",
+    "LostDatabaseError",
     "PolicySpec",
     "Report",
     "ResultStore",

@@ -51,6 +51,11 @@ logger = logging.getLogger(__name__)
 #: an edit uses, so workers must see the driver's.
 FORWARDED_ENV_VARS = ("SIM2REAL_EDIT_HOME",)
 
+
+class RayWorkersLostError(RuntimeError):
+    """More Ray workers died than `RayOptions.max_replacements` allows; the stored episodes stay."""
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """How a run uses the Ray cluster; like `ExecutionOptions`, these never change an episode's outcome."""
@@ -355,7 +360,7 @@ class _Dispatcher:
                 self.progress.units_requeued += 1
         self.ray.kill(slot.handle)
         if self.progress.workers_replaced >= self.options.max_replacements:
-            raise RuntimeError(
+            raise RayWorkersLostError(
                 f"{self.progress.workers_replaced} Ray workers have died and been replaced, and another one died: "
                 f"{error}. Fix the cause above (a worker that fails while loading its policies or envs fails "
                 "on every node), or raise RayOptions.max_replacements for a cluster that loses nodes; the "

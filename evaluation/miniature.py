@@ -315,7 +315,8 @@ def _ensure_specialist(settings, base_report: TinyBaseReport, frames, exemplars,
     stamp = _read_stamp(folder)
     if stamp is not None and all(stamp.get(key) == value for key, value in wanted.items()):
         return folder
-    resume = stamp is None and (folder / "checkpoints").is_dir()  # a run killed on its way: continue it
+    # a run killed after a checkpointed step: continue it
+    resume = stamp is None and any((folder / "checkpoints").glob("step-*/state.json"))
     what = "control (random preferences)" if preference == "random" else "specialist"
     logger.info("training the tiny %s %s (training seed %d) in %s", settings.style, what, seed, folder)
     try:

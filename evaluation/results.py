@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "episodes.sqlite"
 CONFIG_NAME = "config.json"
+#: What a run writes beside its database (report.py writes the reports): their presence means a run was here.
+RESULT_FILES = (CONFIG_NAME, "report.json", "report.md")
 #: 2: episodes end as in SIMPLER's evaluator (policy terminate or time limit, success at the last step) and
 #: carry their robot URDF version and first success step. Version 1 ended an episode at its first success.
 SCHEMA_VERSION = "2"
@@ -62,6 +64,27 @@ _KEY_COLUMNS = "policy, domain, style, urdf_version, seed, task, pose"
 
 class ConfigMismatchError(RuntimeError):
     """The run folder holds another evaluation config, or episodes of one."""
+
+
+class LostDatabaseError(RuntimeError):
+    """The run folder holds a run's results, but its episode database is missing or empty."""
+
+
+def check_database_present(run_dir: Path) -> None:
+    """Refuses a run folder whose stored results (config.json, reports) have lost their episode database (it
+    is missing or 0 bytes, e.g. after a full disk or a copy that left it out): SQLite would take it as a new
+    run and every episode would rerun without a word."""
+    results = [name for name in RESULT_FILES if (run_dir / name).is_file()]
+    database = run_dir / DATABASE_NAME
+    if not results or (database.is_file() and database.stat().st_size > 0):
+        return
+    state = "is empty (0 bytes)" if database.is_file() else "is missing"
+    raise LostDatabaseError(
+        f"{run_dir} holds the results of an evaluation run ({', '.join(results)}), but its episode database "
+        f"{database} {state}: the stored episodes are lost, and nothing was changed. Restore {DATABASE_NAME} "
+        f"from a copy if you have one; to start the run over, move the folder aside (`mv {run_dir} "
+        f"{run_dir}.lost`) and run the same command again, or pass a new --run-dir"
+    )
 
 
 @dataclass(frozen=True)
@@ -118,6 +141,7 @@ class ResultStore:
         """The database of ``run_dir`` for ``config``. A new database stores ``config`` before anything else;
         an existing one must hold exactly ``config`` and only its episodes, else `ConfigMismatchError`."""
         run_dir = Path(run_dir)
+        check_database_present(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / DATABASE_NAME
         with _connect(path) as connection:
@@ -149,6 +173,7 @@ class ResultStore:
     @classmethod
     def open(cls, run_dir: str | Path) -> ResultStore:
         """The database of an existing run folder, with the config stored in it."""
+        check_database_present(Path(run_dir))
         path = Path(run_dir) / DATABASE_NAME
         if not path.is_file():
             raise FileNotFoundError(

@@ -27,12 +27,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim2real_edit.outputs import check_writable_folder
+
 from .config import EvalConfig
-from .results import CONFIG_NAME, DATABASE_NAME, ResultStore
+from .results import CONFIG_NAME, DATABASE_NAME, ResultStore, check_database_present
 
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "run.lock"
+#: For tests of the one-writer rule: a path. A run that has claimed its folder creates ``<path>.held`` and
+#: waits until ``<path>`` exists, so that a test starts a second run while the first one certainly holds the
+#: lock, however fast the machine.
+HOLD_ENV_VAR = "SIM2REAL_EDIT_HOLD_RUN_FOLDER"
+_HOLD_TIMEOUT_S = 600.0
 #: Files a failed run that stored no episode leaves, which `claim_run_folder` removes again.
 _RUN_FILES = (DATABASE_NAME, f"{DATABASE_NAME}-journal", CONFIG_NAME)
 
@@ -105,6 +112,7 @@ def check_run_folder(run_dir: Path) -> None:
         return
     if not run_dir.is_dir():
         raise NotARunFolderError(f"{run_dir} is a file, not a folder; pass a new or empty folder as --run-dir")
+    check_database_present(run_dir)
     if (run_dir / DATABASE_NAME).is_file():
         return
     entries = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_NAME)
@@ -114,6 +122,17 @@ def check_run_folder(run_dir: Path) -> None:
             f"{run_dir} is not a run folder (it holds {shown} and no {DATABASE_NAME}); a run would write its "
             "config.json and report files there. Pass a new or empty folder as --run-dir."
         )
+
+
+def check_run_folder_available(run_dir: str | Path) -> None:
+    """What `claim_run_folder` would refuse, checked before a run spends minutes loading: a file or a folder
+    that is not a run folder, a run folder whose database is lost, a folder another run holds now, or one
+    that cannot be written. Only `claim_run_folder` takes the lock for the run."""
+    run_dir = Path(run_dir)
+    check_writable_folder(run_dir, what=f"--run-dir {run_dir}", fix="pass a new or empty folder as --run-dir")
+    check_run_folder(run_dir)
+    if run_dir.is_dir():
+        RunFolderLock.acquire(run_dir).release()
 
 
 @contextmanager
@@ -133,12 +152,25 @@ def claim_run_folder(run_dir: str | Path, config: EvalConfig) -> Iterator[Result
         check_run_folder(run_dir)  # again, under the lock
         store = ResultStore.create(run_dir, config)
         try:
+            _hold_if_asked()
             yield store
         except BaseException:
             _after_failure(run_dir, store, folder_existed)
             raise
     finally:
         lock.release()
+
+
+def _hold_if_asked() -> None:
+    release = os.environ.get(HOLD_ENV_VAR)
+    if not release:
+        return
+    Path(f"{release}.held").write_text(f"{os.getpid()}\n")
+    deadline = time.monotonic() + _HOLD_TIMEOUT_S
+    while not Path(release).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{HOLD_ENV_VAR}: {release} was not created within {_HOLD_TIMEOUT_S:.0f} s")
+        time.sleep(0.01)
 
 
 def _after_failure(run_dir: Path, store: ResultStore, folder_existed: bool) -> None:

@@ -262,7 +262,7 @@ def start_bench(config: BenchConfig, json_path: Path | None) -> Bench:
 
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
+        raise ValueError(
             "no CUDA device here: run `python scripts/bench_editor.py --preset tiny` for the CPU "
             "smoke test, or pass --device cpu to time SD-1.5 shapes on the CPU (very slow)"
         )
@@ -773,7 +773,7 @@ def parse_setting(text: str) -> tuple[str, object]:
 
     key, sep, value = text.partition("=")
     if not sep:
-        raise SystemExit(f"--inductor-option takes KEY=VALUE (e.g. conv_1x1_as_mm=True), got {text!r}")
+        raise ValueError(f"--inductor-option takes KEY=VALUE (e.g. conv_1x1_as_mm=True), got {text!r}")
     try:
         return key.strip(), ast.literal_eval(value.strip())
     except (ValueError, SyntaxError):
@@ -782,6 +782,10 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from sim2real_edit.outputs import check_writable_file
+
+    if args.json is not None:  # before the work, not after it
+        check_writable_file(args.json, what=f"--json {args.json}", fix="pass a file path in a writable folder")
     results = run(config_from_args(args), args.json)
     print(format_table(results))
     return results

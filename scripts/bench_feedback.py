@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from sim2real_edit.outputs import check_writable_file
+
+    if args.json is not None:  # before the work, not after it
+        check_writable_file(args.json, what=f"--json {args.json}", fix="pass a file path in a writable folder")
     device, dtype = choose_device_and_dtype(args)
     feedback = build_random_judges(args, device, dtype)
     results = time_judges(args, feedback, device, dtype)

@@ -44,6 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    from sim2real_edit.outputs import check_writable_file
+    from sim2real_edit.styles import check_data_root
+
+    if args.json is not None:  # before the work, not after it
+        check_writable_file(args.json, what=f"--json {args.json}", fix="pass a file path in a writable folder")
+    if args.preset == "tiny":
+        check_data_root()  # the tiny base is built there on first use
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from sim2real_edit.styles import check_data_root
+
+    check_data_root()  # the miniature is built under <data root>/tiny: a folder that cannot take it fails now
     from evaluation.miniature import MiniatureSettings, build_miniature
 
     settings = replace(MiniatureSettings.small() if args.small else MiniatureSettings(), material=args.material)

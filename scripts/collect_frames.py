@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=cli.seed, default=0)
     args = parser.parse_args(argv)
 
-    from sim2real_edit.outputs import FRAME_OUTPUTS, check_outputs, existing_outputs
+    from sim2real_edit.outputs import FRAME_OUTPUTS, check_outputs, check_writable_folder, existing_outputs
 
-    # Before the simulator starts: an occupied folder fails at once.
+    # Before the simulator starts: an occupied or unwritable folder fails at once.
+    check_writable_folder(args.out, what=f"--out {args.out}", fix="pass a writable folder as --out")
     check_outputs(args.out, FRAME_OUTPUTS, overwrite=args.overwrite, what="training frames",
                   advice="or choose another --out")
     written_before = existing_outputs(args.out, FRAME_OUTPUTS)

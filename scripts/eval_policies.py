@@ -160,12 +160,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from evaluation import run_evaluation, write_report
+    from evaluation.run_folder import check_run_folder_available
+    from sim2real_edit.outputs import check_writable_folder
+    from sim2real_edit.styles import check_data_root
 
     if args.report:
+        check_writable_folder(args.report, what=f"--report {args.report}", fix="copy the run folder somewhere "
+                              "writable and pass that copy")
         report = write_report(args.report)
         print_outputs(Path(args.report), report)
         return
 
+    # Before the miniature builds or anything loads: a run folder or data root that would refuse the run.
+    run_dir = Path(args.run_dir or default_run_dir(args.preset, args.material))
+    check_run_folder_available(run_dir)
+    if args.preset == "tiny":
+        check_data_root()  # the miniature and the tiny specialists live there
     config, execution, miniature = build_config(args)
     check_local_inputs(config)
     changes = {key: value for key, value in (("num_envs", args.num_envs),
@@ -173,7 +183,6 @@ def main(argv: list[str] | None = None) -> None:
                                              ("device", args.device), ("dtype", args.dtype),
                                              ("torch_threads", args.torch_threads)) if value is not None}
     execution = replace(execution, **changes)
-    run_dir = Path(args.run_dir or default_run_dir(config.preset, args.material))
     cli.on_interrupt(lambda: saved_episodes_note(run_dir))
     started = time.perf_counter()
     if args.ray is None:

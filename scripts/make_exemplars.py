@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from sim2real_edit import cli
+from sim2real_edit.outputs import check_writable_folder
 from sim2real_edit.styles import DEFAULT_EXEMPLAR_COUNT, StyleRegistry
 
 
@@ -35,11 +36,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     registry = StyleRegistry.load(args.config)
     styles = list(registry) if args.style == "all" else [registry.get(args.style)]
-    for style in styles:
-        if args.out is None:
-            out_dir = style.exemplar_dir
-        else:
-            out_dir = args.out / style.name if args.style == "all" else args.out
+    if args.out is None:
+        out_dirs = [style.exemplar_dir for style in styles]
+    else:
+        out_dirs = [args.out / style.name if args.style == "all" else args.out for style in styles]
+    for out_dir in out_dirs:  # every folder before the first image
+        check_writable_folder(out_dir, what=f"the exemplar folder {out_dir}",
+                              fix="pass a writable folder as --out, or set SIM2REAL_EDIT_HOME to one")
+    for style, out_dir in zip(styles, out_dirs):
         paths = style.write_default_exemplars(out_dir, args.count, args.size, args.seed, progress=True)
         print(f"{style.name}: wrote {len(paths)} images to {out_dir}")
     print("Procedural textures only stand in for photos: photos dropped into the same folder replace them.")

@@ -81,13 +81,28 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
 
-    # Before the heavy imports: an unknown style or an occupied output folder fails in a second.
-    from sim2real_edit.outputs import SPECIALIST_OUTPUTS, check_outputs
-    from sim2real_edit.styles import StyleRegistry, preset_specialist_dir
+    # Before the heavy imports: an unknown style, an occupied or unwritable output folder, a data root that
+    # cannot take what the run writes there, or nothing to resume fails in a second.
+    from sim2real_edit.outputs import (
+        SPECIALIST_OUTPUTS,
+        check_outputs,
+        check_writable_folder,
+        require_steps_to_resume,
+    )
+    from sim2real_edit.styles import StyleRegistry, check_data_root, preset_specialist_dir
 
     style = StyleRegistry.load().get(args.style)  # an unknown style lists the known ones
     output = Path(args.output) if args.output else preset_specialist_dir(style.name, args.preset)
-    if not args.resume:
+    check_writable_folder(output, what=f"the output folder {output}", fix="pass a writable folder as --output")
+    if args.preset == "tiny":
+        check_data_root()  # the tiny base is built there
+    if not style.has_exemplars():  # the procedural default set is written there first
+        check_writable_folder(style.exemplar_dir, what=f"the exemplar folder of {style.name}",
+                              fix=f"put photos of {style.material} there, or set "
+                                  "SIM2REAL_EDIT_HOME to a writable folder")
+    if args.resume:
+        require_steps_to_resume(output)
+    else:
         check_outputs(output, SPECIALIST_OUTPUTS, overwrite=args.overwrite, what="a specialist or a training run",
                       advice="--resume to continue its run, or choose another --output")
     cli.on_interrupt(lambda: saved_steps_note(output, argv))
@@ -131,11 +146,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def saved_steps_note(output: Path, argv: list[str]) -> str:
     """What an interrupted run leaves, and the command that continues it."""
+    from sim2real_edit.outputs import SPECIALIST_OUTPUTS, existing_outputs
+
     done = sorted(int(path.parent.name.split("-")[1]) for path in (output / "checkpoints").glob("step-*/state.json"))
-    again = [a for a in argv if a not in ("--overwrite", "--resume", cli.DEBUG_FLAG)] + ["--resume"]
-    command = shlex.join(["python", "scripts/train_specialist.py", *again])
-    if not done:
+    kept = [a for a in argv if a not in ("--overwrite", "--resume", cli.DEBUG_FLAG)]
+    if not done:  # nothing to resume: start again, over what the killed run began writing
+        again = kept + (["--overwrite"] if existing_outputs(output, SPECIALIST_OUTPUTS) else [])
+        command = shlex.join(["python", "scripts/train_specialist.py", *again])
         return f"no optimizer step had finished, nothing to keep in {output}; start again with: {command}"
+    command = shlex.join(["python", "scripts/train_specialist.py", *kept, "--resume"])
     return (f"optimizer steps 0-{done[-1]} are saved in {output / 'checkpoints'}; continue from step "
             f"{done[-1] + 1} with: {command}")
 

@@ -31,7 +31,9 @@ MAX_SEED = 2**32 - 1  # what every consumer of a seed accepts (numpy, SIMPLER's 
 
 # Errors that describe a problem with the input or the machine and say what to do; anything else is a bug.
 _EXPECTED_ERRORS = (ValueError, OSError, ImportError, sqlite3.Error)
-_OUR_PACKAGES = ("sim2real_edit", "envs", "policies")
+# Every error class these packages define is a refusal by design (run folder busy, config changed, damaged
+# file...), and says what to do.
+_OUR_PACKAGES = ("sim2real_edit", "envs", "policies", "evaluation")
 
 _interrupt_notes: list[Callable[[], str | None]] = []
 
@@ -90,8 +92,8 @@ def error_message(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     if is_expected(error):
         return text
-    return (f"unexpected {type(error).__name__}: {text}. This looks like a bug: rerun with {DEBUG_FLAG} for the "
-            "traceback and report it")
+    return (f"unexpected {type(error).__name__}: {text.rstrip('.')}. This looks like a bug: rerun with "
+            f"{DEBUG_FLAG} for the traceback and report it")
 
 
 def _saved_note() -> str:

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+from safetensors import SafetensorError
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from .offline import names_a_folder, work_offline_if_unreachable
+
+# What loading a damaged (truncated, overwritten) weight or config file raises, through diffusers or not.
+_UNREADABLE = (OSError, ValueError, RuntimeError, EOFError, SafetensorError)
 
 DEFAULT_BASE = "timbrooks/instruct-pix2pix"
 TINY_BASE = "tiny"
@@ -39,6 +43,10 @@ def tiny_trained_base_folder() -> Path:
 
 class WeightsNotFoundError(OSError):
     """Pretrained weights could not be found (offline machine, wrong id, or incomplete folder)."""
+
+
+class DamagedWeightsError(WeightsNotFoundError):
+    """A local model folder is there but its weights cannot be read (truncated or corrupted files)."""
 
 
 @dataclass
@@ -81,12 +89,22 @@ def load_base_components(
                 f"the tiny preset's trained base is not in {folder} yet; build it once (a few minutes on a CPU) "
                 "with `python scripts/build_miniature.py`, or run any `--preset tiny` command, which builds it first"
             )
-        components = load_base_components(str(folder), dtype=dtype)
+        rebuild = (f"move it aside (`mv {folder} {folder}.damaged`) and rebuild it with `python "
+                   "scripts/build_miniature.py` (or any `--preset tiny` command, which builds it first)")
+        components = _load_diffusers(str(folder), None, dtype, repair=rebuild)
         components.base = TINY_TRAINED_BASE
         return components
     if is_tiny_base(base):
         seed = int(base.split(":", 1)[1]) if ":" in base else 0
         return tiny_base_components(seed)
+    repair = (f"download it again (`hf download {DEFAULT_BASE} --local-dir {base}` for the default base) or "
+              "save it again with `StableDiffusionInstructPix2PixPipeline.save_pretrained`")
+    return _load_diffusers(base, revision, dtype, repair=repair)
+
+
+def _load_diffusers(base: str, revision: str | None, dtype: torch.dtype, *, repair: str) -> BaseComponents:
+    """A diffusers InstructPix2Pix folder or hub id; a local folder whose files fail to load is named as
+    damaged, with `repair` (the command that rebuilds or re-downloads it)."""
     local = Path(base).expanduser()
     source = str(local) if local.exists() else base
     if not names_a_folder(base):
@@ -101,7 +119,14 @@ def load_base_components(
     def load(kind, subfolder, **kwargs):
         try:
             return kind.from_pretrained(source, subfolder=subfolder, revision=revision, **kwargs)
-        except (OSError, ValueError) as err:
+        except _UNREADABLE as err:
+            if local.exists() and (local / subfolder).is_dir():
+                raise DamagedWeightsError(
+                    f"the {subfolder} of the local model folder {local} is damaged or incomplete: it is there "
+                    f"but does not load ({type(err).__name__}: {_first_line(err)}). {repair[0].upper()}{repair[1:]}"
+                ) from err
+            if not isinstance(err, (OSError, ValueError)):
+                raise
             raise WeightsNotFoundError(
                 f"could not load the {subfolder} of base model {base!r}: {err}\n"
                 f"If this machine is offline, download the model where there is a network "
@@ -119,6 +144,10 @@ def load_base_components(
         base=base,
         revision=revision,
     )
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
 
 
 def _byte_level_alphabet() -> list[str]:

@@ -36,7 +36,7 @@ from .feedback.segmentation import GROUNDING_DINO_TINY, SAM2_LARGE
 from .frames import TrainingFrames
 from .guidance import GuidanceScales
 from .offline import DREAMSIM_FILES, RequiredModel, names_a_folder, require_models
-from .outputs import SPECIALIST_OUTPUTS, check_outputs, remove_outputs
+from .outputs import SPECIALIST_OUTPUTS, check_outputs, remove_outputs, require_steps_to_resume
 from .samplers import SAMPLERS, Sampler
 from .specialist import EditCondition, EditSpecialist, SpecialistConfig
 from .styles import Style
@@ -127,6 +127,13 @@ class TrainConfig:
             isinstance(self.lora_targets, (list, tuple)) and len(self.lora_targets) > 0
             and all(isinstance(name, str) and name for name in self.lora_targets)), "None or module names")
         checks.raise_if_invalid()
+        if self.scheduler == "euler_ancestral" and self.num_denoising_steps < 2:
+            raise ValueError(
+                f"num_denoising_steps={self.num_denoising_steps} with the euler_ancestral scheduler leaves no "
+                "denoising step to train: its last step lands on t=0 and adds no noise, so it has no "
+                "log-probability and D3PO skips it (loss 0, nothing updated). Use at least 2 denoising steps "
+                "(--denoising-steps; the paper uses 100, the tiny preset 3)"
+            )
 
     @property
     def pairs_per_step(self) -> int:
@@ -387,7 +394,8 @@ def train(
     """Trains a specialist; `frames`, `exemplars`, `model` and `feedback` override what `config` would load.
 
     An output folder that already holds a specialist or a run is refused unless `resume` (continue its run)
-    or `overwrite` (delete what a run writes there, then train afresh)."""
+    or `overwrite` (delete what a run writes there, then train afresh); `resume` where no optimizer step was
+    checkpointed is refused too (`NothingToResumeError`), rather than silently starting from scratch."""
     from tqdm.auto import tqdm
 
     run = start_run(config, frames=frames, exemplars=exemplars, model=model, feedback=feedback, resume=resume,
@@ -441,7 +449,9 @@ def start_run(
     checkpoints = Checkpoints(output / "checkpoints", config.hash(), config.keep_checkpoints)
     if resume and overwrite:
         raise ValueError("resume continues the run in the output folder and overwrite replaces it: choose one")
-    if not resume:
+    if resume:
+        require_steps_to_resume(output)
+    else:
         check_outputs(output, SPECIALIST_OUTPUTS, overwrite=overwrite, what="a specialist or a training run",
                       advice="--resume to continue its run, or choose another --output")
         if overwrite and accelerator.is_main_process:
@@ -478,6 +488,12 @@ def start_run(
                                   weight_decay=config.weight_decay)
     start, log = checkpoints.load_latest(model, optimizer) if resume else (0, [])
     sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)  # holds no state
+    stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
+    if not stochastic_steps:
+        raise ValueError(
+            f"none of the {config.num_denoising_steps} {config.scheduler} denoising steps adds noise, so none has a "
+            "log-probability to train (D3PO would update nothing); use more denoising steps, or DDIM with eta > 0"
+        )
     if config.pairs_per_step % accelerator.num_processes:
         raise ValueError(f"{config.pairs_per_step} pairs per step do not split over {accelerator.num_processes} "
                          f"processes; choose samples_per_step as a multiple of {2 * accelerator.num_processes}")
@@ -493,7 +509,7 @@ def start_run(
         config=config, accelerator=accelerator, style=style, output=output, checkpoints=checkpoints, model=model,
         feedback=feedback, frames=frames, exemplars=np.stack([np.asarray(e) for e in exemplars]), params=params,
         optimizer=optimizer, sampler=sampler,
-        stochastic_steps=[t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)],
+        stochastic_steps=stochastic_steps,
         guidance=GuidanceScales.parse(config.guidance), start=start, log=log, writer=writer,
     )
 

@@ -53,6 +53,11 @@ def as_uint8_batch(images: ImageBatch, name: str = "images") -> np.ndarray:
         )
     if array.shape[0] == 0:
         raise ImageFormatError(f"`{name}` is an empty batch (shape {tuple(array.shape)}); pass at least one image")
+    if array.shape[1] == 0 or array.shape[2] == 0:
+        raise ImageFormatError(
+            f"`{name}` holds empty images ({array.shape[2]}x{array.shape[1]} pixels, shape {tuple(array.shape)}); "
+            "pass images with at least one pixel (check that the file or crop it came from is not empty)"
+        )
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
     if np.issubdtype(array.dtype, np.floating):

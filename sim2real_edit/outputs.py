@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,65 @@ FRAME_OUTPUTS = ("*.png", "*.jpg", "*.jpeg", "*.webp", "masks")
 
 class OutputExistsError(FileExistsError):
     """An output folder already holds outputs that a write would replace."""
+
+
+class UnwritableOutputError(OSError):
+    """An output or data folder cannot be written: a file stands where a folder must be, or the filesystem
+    refuses writes (read-only, no permission)."""
+
+
+class NothingToResumeError(FileNotFoundError):
+    """A run was asked to continue, but its output folder holds no finished step to continue from."""
+
+
+def check_writable_folder(folder: str | Path, *, what: str, fix: str) -> None:
+    """Fails at once if `folder` (which need not exist yet) could not be created and written, so that a run
+    stops before its work instead of after it. `what` names the folder in the message (e.g. "--output
+    runs/x"), `fix` says what to do instead. Nothing is created or left behind."""
+    folder = Path(folder).expanduser()
+    nearest = folder
+    while not nearest.is_dir():
+        if nearest.exists() or nearest.is_symlink():
+            where = "it" if nearest == folder else str(nearest)
+            raise UnwritableOutputError(f"{what}: {where} is a file, not a folder; {fix}")
+        if nearest.parent == nearest:
+            break
+        nearest = nearest.parent
+    try:
+        with tempfile.TemporaryFile(dir=nearest):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UnwritableOutputError(f"{what}: cannot write in {nearest} ({reason}); {fix}") from None
+
+
+def check_writable_file(path: str | Path, *, what: str, fix: str) -> None:
+    """Like `check_writable_folder`, for a file to write: it must not be a folder, and its folder must be
+    writable."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UnwritableOutputError(f"{what}: {path} is a folder, not a file; {fix}")
+    check_writable_folder(path.parent, what=what, fix=fix)
+
+
+def require_steps_to_resume(output: str | Path) -> None:
+    """Refuses to continue a training run whose output folder holds no checkpointed optimizer step: resuming
+    would silently start from scratch, e.g. in a mistyped folder."""
+    output = Path(output)
+    if any((output / "checkpoints").glob("step-*/state.json")):
+        return
+    if not output.exists():
+        raise NothingToResumeError(
+            f"--resume: {output} does not exist, so there is no run to continue; check the folder name (pass the "
+            "--output of the run to continue), or drop --resume to start a new run there")
+    started = existing_outputs(output, SPECIALIST_OUTPUTS)
+    if started:
+        raise NothingToResumeError(
+            f"--resume: {output} holds a run that never finished an optimizer step (no checkpoints/step-*), so "
+            "there is nothing to continue; start it again with --overwrite instead of --resume")
+    raise NothingToResumeError(
+        f"--resume: {output} holds no training run (no checkpoints/step-*); check the folder name (pass the "
+        "--output of the run to continue), or drop --resume to start a new run there")
 
 
 def existing_outputs(folder: str | Path, outputs: Sequence[str]) -> list[Path]:

@@ -34,7 +34,9 @@ def _read_table(path: str | Path | None) -> dict:
         )
     table = yaml.safe_load(table_path.read_text())
     if not isinstance(table, dict) or not isinstance(table.get("policies"), dict):
-        raise TypeError(f"{table_path} must hold a `policies:` mapping of policy name -> open/close/trials")
+        # a ValueError: the file's content is the user's input (a TypeError would read as a bug in this code)
+        raise ValueError(  # noqa: TRY004
+            f"{table_path} must hold a `policies:` mapping of policy name -> open/close/trials")
     return table
 
 

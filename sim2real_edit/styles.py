@@ -29,6 +29,7 @@ import yaml
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from sim2real_edit.outputs import check_writable_folder
 from sim2real_edit.textures import TEXTURE_PRESETS, generate_texture
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,10 @@ class Style:
     @property
     def instruction(self) -> str:
         return f"make the cupboard out of {self.material}"
+
+    def has_exemplars(self) -> bool:
+        """Whether the exemplar folder holds images (else the first use writes the procedural set there)."""
+        return bool(_image_files(self.exemplar_dir))
 
     def exemplar_paths(self, generate_if_missing: bool = True, size: int = 256) -> list[Path]:
         """The exemplar image files, sorted by name: the user's photos if any, else the procedural set.
@@ -283,6 +288,16 @@ def preset_specialist_dir(style: str, preset: str = "full", root: str | Path | N
     ``<tiny home>/specialists/<style>``, which no full-size run ever reads."""
     chosen = get_style(style, root)
     return tiny_home(root) / "specialists" / chosen.name if preset == "tiny" else chosen.specialist_dir
+
+
+def check_data_root(root: str | Path | None = None) -> Path:
+    """The data root, checked before a command's work: it must be a folder (or creatable) that takes writes,
+    for commands that write there (the tiny preset's base, policies and specialists; default exemplars)."""
+    data_root = StyleRegistry.load(root=root).root
+    source = f" (${HOME_ENV_VAR})" if root is None and os.environ.get(HOME_ENV_VAR) else ""
+    check_writable_folder(data_root, what=f"the data root {data_root}{source}",
+                          fix=f"set {HOME_ENV_VAR} to a writable folder (default: {default_home()})")
+    return data_root
 
 
 def get_style(name: str, root: str | Path | None = None) -> Style:

@@ -154,3 +154,120 @@ def test_eval_without_checkpoints_points_at_the_tiny_preset_and_a_damaged_databa
     error = capsys.readouterr().err
     assert ended.value.code == 2 and len(error.strip().splitlines()) == 1
     assert str(run_dir / "episodes.sqlite") in error and "is damaged" in error
+
+
+# ------------------------------------------------------------------ refusals by design against real bugs
+
+PROJECT_PACKAGES = ("sim2real_edit", "envs", "policies", "evaluation")
+
+
+def project_error_classes() -> list[type[BaseException]]:
+    """Every exception class the project defines (found in the source, so that a new one is covered too)."""
+    import ast
+    import importlib
+
+    found = []
+    for package in PROJECT_PACKAGES:
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            module_name = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+            tree = ast.parse(path.read_text())
+            names = [node.name for node in tree.body if isinstance(node, ast.ClassDef)
+                     and any(ast.unparse(base).endswith(("Error", "Exception", "Interrupt")) for base in node.bases)]
+            if names:
+                module = importlib.import_module(module_name)
+                found += [getattr(module, name) for name in names]
+    return found
+
+
+def test_the_error_classes_are_found():
+    names = {error.__name__ for error in project_error_classes()}
+    assert {"RunFolderBusyError", "NotARunFolderError", "ConfigMismatchError", "LostDatabaseError",
+            "OutputExistsError", "UnwritableOutputError", "NothingToResumeError", "DamagedWeightsError",
+            "ImageFormatError", "RayWorkersLostError", "NoRenderingDeviceError"} <= names
+
+
+def test_every_error_class_of_the_project_is_a_one_line_refusal_with_exit_2(capsys):
+    checked = []
+    for error_class in project_error_classes():
+        if issubclass(error_class, KeyboardInterrupt):  # cli.Terminated: SIGTERM, exit 143 (tested above)
+            continue
+
+        def refusing_main(argv: list[str], error_class=error_class) -> None:
+            raise error_class(f"{error_class.__name__} says what is wrong and what to do.")
+
+        with pytest.raises(SystemExit) as ended:
+            cli.run_main(refusing_main, [])
+        error = capsys.readouterr().err
+        assert ended.value.code == 2, (error_class, error)
+        assert error == f"error: {error_class.__name__} says what is wrong and what to do.\n", error_class
+        checked.append(error_class.__name__)
+    assert len(checked) >= 10
+
+
+def test_a_real_bug_says_so_once_with_one_full_stop(capsys):
+    def buggy_main(argv: list[str]) -> None:
+        raise RuntimeError("the env ended an episode on its own.")
+
+    with pytest.raises(SystemExit) as ended:
+        cli.run_main(buggy_main, [])
+    error = capsys.readouterr().err
+    assert ended.value.code == 1
+    assert error == ("error: unexpected RuntimeError: the env ended an episode on its own. This looks like a bug: "
+                     "rerun with --debug for the traceback and report it\n")
+
+
+EVAL_ARGS = ["--preset", "tiny", "--policies", "scripted-expert", "--trials", "OpenTopDrawer/b1", "--domains",
+             "unedited", "--max-episode-steps", "2"]
+
+
+def refused_run_dir(kind: str, tmp_path: Path) -> tuple[Path, object]:
+    """A --run-dir that eval_policies must refuse, and what keeps it so (a held lock)."""
+    from evaluation import ResultStore, tiny_config
+    from evaluation.config import graded_stand_ins
+    from evaluation.run_folder import RunFolderLock
+
+    run_dir = tmp_path / "run"
+    if kind == "file":
+        run_dir.write_text("not a folder")
+        return run_dir, None
+    run_dir.mkdir()
+    if kind == "not a run folder":
+        (run_dir / "notes.txt").write_text("mine")
+        return run_dir, None
+    if kind == "busy":
+        return run_dir, RunFolderLock.acquire(run_dir)  # another open file description: refused like a process
+    other = tiny_config(policies=graded_stand_ins(["scripted-random"]), trials=("OpenTopDrawer/b1",),
+                        domains=("unedited",))
+    ResultStore.create(run_dir, other)
+    if kind == "lost database":
+        (run_dir / "episodes.sqlite").write_bytes(b"")
+    return run_dir, None
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("busy", "is in use by another evaluation run"),
+    ("not a run folder", "is not a run folder"),
+    ("file", "is a file, not a folder"),
+    ("another config", "holds a run with another configuration"),
+    ("lost database", "is empty (0 bytes)"),
+])
+def test_run_folder_refusals_are_one_line_with_exit_2(kind, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SIM2REAL_EDIT_HOME", str(tmp_path / "home"))
+    run_dir, lock = refused_run_dir(kind, tmp_path)
+    def contents():  # run.lock aside: the lock file stays (empty of any lock) wherever a run looked
+        if run_dir.is_file():
+            return run_dir.read_text()
+        return {path.name: path.read_bytes() for path in run_dir.iterdir() if path.name != "run.lock"}
+
+    before = contents()
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli.run_main(load_script("eval_policies").main, [*EVAL_ARGS, "--run-dir", str(run_dir)])
+    finally:
+        if lock is not None:
+            lock.release()
+    error = capsys.readouterr().err
+    lines = [line for line in error.splitlines() if line.startswith("error:")]
+    assert ended.value.code == 2, error
+    assert len(lines) == 1 and expected in lines[0] and "looks like a bug" not in lines[0], error
+    assert contents() == before

@@ -12,10 +12,16 @@ import torch
 from safetensors.torch import load_file
 
 from evaluation.results import ResultStore
+from sim2real_edit.components import (
+    TINY_BASE_ENV_VAR,
+    TINY_TRAINED_BASE,
+    DamagedWeightsError,
+    tiny_base_components,
+)
 from sim2real_edit.d3po import tiny_config, train
 from sim2real_edit.feedback import Feedback, FeedbackConfig
 from sim2real_edit.frames import TrainingFrames
-from sim2real_edit.specialist import WEIGHTS_NAME
+from sim2real_edit.specialist import WEIGHTS_NAME, EditSpecialist
 
 pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
 
@@ -92,3 +98,22 @@ def test_a_damaged_episode_database_is_named_with_what_to_do(tmp_path):
         ResultStore.open(run_dir)
     message = str(error.value)
     assert str(database) in message and "mv " in message and "run the same command again" in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_damaged_tiny_base_is_named_as_damaged_with_the_command_that_rebuilds_it(damage, tmp_path, monkeypatch):
+    folder = tmp_path / "tiny-base"
+    tiny_base_components(0).instruct_pix2pix_pipeline().save_pretrained(folder)
+    monkeypatch.setenv(TINY_BASE_ENV_VAR, str(folder))
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 3] if damage == "truncated" else b"")
+    with pytest.raises(DamagedWeightsError) as error:
+        EditSpecialist.from_pretrained(base=TINY_TRAINED_BASE)
+    message = str(error.value)
+    assert f"the unet of the local model folder {folder} is damaged" in message
+    assert f"mv {folder} {folder}.damaged" in message and "python scripts/build_miniature.py" in message
+    assert "hf download" not in message  # not a download that is missing
+    # Another local folder is named as damaged too, with how to fetch it again.
+    with pytest.raises(DamagedWeightsError, match=f"{folder} is damaged .*hf download .* --local-dir {folder}"):
+        EditSpecialist.from_pretrained(base=str(folder))

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import envs
-from envs.edited import EditSettings
+from envs.edited import EditSettings, FrameEditor
 from sim2real_edit.d3po import TrainConfig
 from sim2real_edit.images import ImageFormatError
 from sim2real_edit.specialist import CONFIG_NAME, EditSpecialist, SpecialistFormatError
@@ -140,3 +140,48 @@ def test_threads_default_to_one_for_small_models_on_a_cpu(editor, monkeypatch):
     finally:
         torch.set_num_threads(previous)
     assert seen and set(seen) == {1}
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (32, 0, 3), (0, 32, 3)])
+def test_an_empty_style_image_is_refused_not_edited(editor, shape):
+    empty = np.zeros(shape, np.uint8)
+    with pytest.raises(ImageFormatError, match=r"`style_images` holds empty images"):
+        editor.edit(FRAMES, empty, num_steps=2)
+    with pytest.raises(ImageFormatError, match=r"`style_image` holds empty images"):  # when an env is made
+        FrameEditor(editor, empty)
+    with pytest.raises(ImageFormatError, match=r"`images` holds empty images"):
+        editor.edit(np.zeros((1, *shape), np.uint8), STYLE, num_steps=2)
+
+
+def test_denoising_settings_with_no_stochastic_step_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"num_denoising_steps=1 with the euler_ancestral scheduler leaves no "
+                                         r"denoising step to train: its last step lands on t=0"):
+        TrainConfig(num_denoising_steps=1)
+    # The rule is the sampler's: every Euler-ancestral step but the last adds noise, and a DDIM step with eta > 0
+    # does, so these settings leave something to train.
+    components = EditSpecialist.tiny(0)
+    for scheduler, steps in (("euler_ancestral", 2), ("ddim", 1)):
+        TrainConfig(scheduler=scheduler, num_denoising_steps=steps)
+        sampler = components.make_sampler(scheduler, steps, 1.0)
+        assert any(sampler.is_stochastic(index) for index in range(steps)), (scheduler, steps)
+    assert not components.make_sampler("euler_ancestral", 1, 1.0).is_stochastic(0)
+
+
+def test_the_script_refuses_one_euler_ancestral_step_before_it_trains(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    from sim2real_edit import cli
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "train_specialist.py"
+    spec = importlib.util.spec_from_file_location("train_specialist", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as ended:
+        cli.run_main(module.main, ["--style", "wood", "--preset", "tiny", "--denoising-steps", "1",
+                                   "--output", str(output)])
+    error = capsys.readouterr().err
+    assert ended.value.code == 2 and len(error.strip().splitlines()) == 1
+    assert "leaves no denoising step to train" in error and "Use at least 2 denoising steps" in error
+    assert not output.exists()  # refused before the run wrote anything

@@ -20,6 +20,7 @@ import pytest
 from evaluation import (
     ConfigMismatchError,
     ExecutionOptions,
+    LostDatabaseError,
     ResultStore,
     build_report,
     graded_stand_ins,
@@ -29,6 +30,7 @@ from evaluation import (
 )
 from evaluation.results import DATABASE_NAME
 from evaluation.run_folder import (
+    HOLD_ENV_VAR,
     NotARunFolderError,
     RunFolderBusyError,
     RunFolderLock,
@@ -59,8 +61,9 @@ def small_config(**overrides):
     return tiny_config(**{**values, **overrides})
 
 
-def start_python(program: str, home: Path) -> subprocess.Popen:
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "SIM2REAL_EDIT_HOME": str(home), "OMP_NUM_THREADS": "1"}
+def start_python(program: str, home: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "SIM2REAL_EDIT_HOME": str(home), "OMP_NUM_THREADS": "1",
+                   **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-c", program], cwd=REPO, env=environment, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -91,35 +94,55 @@ def script_waiting_at_a_barrier(arguments: list[str], barrier: Path) -> str:
     )
 
 
+def wait_until(condition, what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("options", ["different options", "same options"])
 def test_two_runs_started_together_on_one_folder_leave_one_config_and_run_each_episode_once(
         options, tmp_path, isolated_home):
-    run_dir, barrier = tmp_path / "run", tmp_path / "go"
+    run_dir, barrier, release = tmp_path / "run", tmp_path / "go", tmp_path / "release"
     command = ["--preset", "tiny", "--policies", "scripted-expert", "scripted-random", "--domains", "unedited",
                "--trials", *TRIALS, "--max-episode-steps", "24", "--run-dir", str(run_dir)]
     other = ["--seeds", "2"] if options == "different options" else []
-    processes = [start_python(script_waiting_at_a_barrier(command, barrier), isolated_home),
-                 start_python(script_waiting_at_a_barrier(command + other, barrier), isolated_home)]
+    # Whichever run claims the folder first holds it (lock taken, config stored) until the test releases it,
+    # so the other one meets a held folder however fast either of them is.
+    hold = {HOLD_ENV_VAR: str(release)}
+    processes = [start_python(script_waiting_at_a_barrier(command, barrier), isolated_home, hold),
+                 start_python(script_waiting_at_a_barrier(command + other, barrier), isolated_home, hold)]
     try:
         for process in processes:
             wait_for_line(process, "ready")
         barrier.touch()
-        outputs = [process.communicate(timeout=600) for process in processes]
+        wait_until(lambda: Path(f"{release}.held").exists(), "a run claiming the folder")
+        wait_until(lambda: any(process.poll() is not None for process in processes), "the other run ending")
+        (loser,) = [index for index, process in enumerate(processes) if process.poll() is not None]
+        winner = 1 - loser
+        assert processes[winner].poll() is None  # still holding the folder at the test's barrier
+        loser_output = processes[loser].communicate(timeout=60)
+        release.touch()
+        winner_output = processes[winner].communicate(timeout=600)
     finally:
+        release.touch()
         for process in processes:
             process.kill()
-    codes = [process.returncode for process in processes]
-    assert sorted(code == 0 for code in codes) == [False, True], (codes, [err[-2000:] for _, err in outputs])
-    winner = codes.index(0)
-    loser_error = outputs[1 - winner][1]
-    # The second run was refused at once, told who holds the folder, and stored nothing.
-    assert "error:" in loser_error and "is in use by another evaluation run" in loser_error
-    assert f"pid {processes[winner].pid} " in loser_error
+    assert int(Path(f"{release}.held").read_text()) == processes[winner].pid
+    assert processes[winner].returncode == 0, winner_output[1][-2000:]
+    # The second run was refused at once with one line (a refusal by design: exit 2), told who holds the
+    # folder, and stored nothing.
+    loser_error = loser_output[1]
+    assert processes[loser].returncode == 2, loser_error[-2000:]
+    (line,) = [line for line in loser_error.splitlines() if line.startswith("error:")]
+    assert "is in use by another evaluation run" in line and "looks like a bug" not in line
+    assert f"pid {processes[winner].pid} " in line
     store = ResultStore.open(run_dir)
     assert store.config.seeds == (2 if options == "different options" and winner == 1 else 1)
     assert store.other_config_rows() == {}
     assert len(store.episodes()) == store.config.expected_episodes()
-    assert f"ran {store.config.expected_episodes()} episodes (0 were already done)" in outputs[winner][0]
+    assert f"ran {store.config.expected_episodes()} episodes (0 were already done)" in winner_output[0]
     report = json.loads((run_dir / "report.json").read_text())
     assert report["run"]["config_hash"] == store.config.config_hash
     assert report["run"]["episodes_stored"] == store.config.expected_episodes()
@@ -241,3 +264,25 @@ def test_a_database_of_the_older_harness_is_refused(tmp_path):
     for action in (lambda: ResultStore.open(tmp_path), lambda: run_evaluation(config, tmp_path, SYNC)):
         with pytest.raises(ConfigMismatchError, match="older version of the harness .* first success"):
             action()
+
+
+@pytest.mark.parametrize("database", ["empty", "missing"])
+def test_stored_results_without_their_episode_database_are_refused_not_run_again(database, tmp_path):
+    run_dir = tmp_path / "run"
+    config = small_config()
+    run_evaluation(config, run_dir, SYNC)
+    write_report(run_dir)
+    if database == "empty":  # e.g. a full disk, or a copy that left the file empty
+        (run_dir / DATABASE_NAME).write_bytes(b"")
+    else:
+        (run_dir / DATABASE_NAME).unlink()
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    state = "is empty (0 bytes)" if database == "empty" else "is missing"
+    for action in (lambda: run_evaluation(config, run_dir, SYNC), lambda: ResultStore.open(run_dir),
+                   lambda: build_report(run_dir)):
+        with pytest.raises(LostDatabaseError) as error:
+            action()
+        message = str(error.value)
+        assert f"{run_dir / DATABASE_NAME} {state}" in message and "config.json, report.json, report.md" in message
+        assert f"mv {run_dir} {run_dir}.lost" in message and "run the same command again" in message
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before

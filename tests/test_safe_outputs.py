@@ -4,7 +4,11 @@ namespace, a specialist is not loaded over a base of the other kind, and files g
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -15,7 +19,7 @@ from sim2real_edit.components import DEFAULT_BASE
 from sim2real_edit.d3po import tiny_config, train
 from sim2real_edit.feedback import Feedback, FeedbackConfig
 from sim2real_edit.frames import TrainingFrames
-from sim2real_edit.outputs import OutputExistsError
+from sim2real_edit.outputs import NothingToResumeError, OutputExistsError
 from sim2real_edit.specialist import WEIGHTS_NAME, EditSpecialist, SpecialistFormatError
 from sim2real_edit.styles import StyleRegistry, tiny_home
 
@@ -120,3 +124,95 @@ def test_frames_are_never_mixed_with_an_earlier_collection(tmp_path):
     loaded = TrainingFrames.from_folder(folder, short_side=32)
     assert loaded.names == ["new0000", "new0001"]
     np.testing.assert_array_equal(loaded.frames, newer.frames)
+
+
+# ------------------------------------------------------------------ unwritable outputs fail before any work
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Runs a script as `python scripts/X.py ARGS` would, then tells whether torch was imported before it ended.
+RUN_SCRIPT = ("import runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+              "finally:\n    print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n")
+
+
+def script_command(script: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", RUN_SCRIPT, str(REPO_ROOT / "scripts" / script), *args]
+
+
+def run_command(command: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SIM2REAL_EDIT_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def assert_refused_at_once(done: subprocess.CompletedProcess, *expected: str) -> str:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+    assert all(text in lines[0] for text in expected), lines[0]
+    assert done.stdout.strip().endswith("torch not imported"), done.stdout[-500:]  # nothing heavy had started
+    return lines[0]
+
+
+def on_a_read_only_filesystem(command: list[str], folder: Path) -> list[str]:
+    """`command` run where `folder` is a read-only tmpfs (a user and mount namespace: no privileges needed)."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], check=False,
+                                                         capture_output=True).returncode != 0:
+        pytest.skip("user namespaces (unshare -rm) are not available to mount a read-only filesystem")
+    folder.mkdir(parents=True, exist_ok=True)
+    return ["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o ro tmpfs "{folder}" && exec "$@"', "sh", *command]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("train_specialist.py", ["--style", "wood", "--preset", "tiny", "--output", "{outside}"]),
+    ("build_miniature.py", ["--small"]),
+    ("eval_policies.py", ["--preset", "tiny", "--run-dir", "{outside}"]),
+    ("bench_train.py", ["--preset", "tiny"]),
+])
+def test_a_read_only_data_root_is_refused_before_any_work(script, args, tmp_path):
+    home = tmp_path / "read-only-home"
+    args = [arg.format(outside=tmp_path / "out") for arg in args]
+    done = run_command(on_a_read_only_filesystem(script_command(script, *args), home), home)
+    line = assert_refused_at_once(done, f"the data root {home} ($SIM2REAL_EDIT_HOME)", "Read-only file system",
+                                  "set SIM2REAL_EDIT_HOME to a writable folder")
+    assert "looks like a bug" not in line
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("train_specialist.py", ["--style", "wood", "--preset", "tiny", "--output", "{file}"],
+     "the output folder {file}: it is a file, not a folder"),
+    ("train_specialist.py", ["--style", "wood", "--preset", "tiny", "--output", "{file}/wood"],
+     "{file} is a file, not a folder"),
+    ("collect_frames.py", ["--backend", "standin", "--out", "{file}"], "--out {file}: it is a file, not a folder"),
+    ("eval_policies.py", ["--preset", "tiny", "--run-dir", "{file}"], "--run-dir {file}: it is a file"),
+    ("eval_policies.py", ["--report", "{file}"], "--report {file}: it is a file"),
+    ("make_exemplars.py", ["--style", "wood", "--out", "{file}"], "it is a file, not a folder"),
+    ("bench_train.py", ["--preset", "tiny", "--json", "{folder}"], "--json {folder}: {folder} is a folder"),
+    ("bench_feedback.py", ["--preset", "tiny", "--json", "{file}/results.json"], "{file} is a file, not a folder"),
+    ("bench_editor.py", ["--preset", "tiny", "--json", "{folder}"], "is a folder, not a file"),
+])
+def test_an_output_that_names_a_file_or_a_folder_of_the_wrong_kind_is_refused_at_once(script, args, expected,
+                                                                                       tmp_path):
+    names = {"file": tmp_path / "a-file", "folder": tmp_path / "a-folder"}
+    names["file"].write_text("my file")
+    names["folder"].mkdir()
+    done = run_command(script_command(script, *[arg.format(**names) for arg in args]), tmp_path / "home")
+    assert_refused_at_once(done, expected.format(**names))
+    assert names["file"].read_text() == "my file" and list(names["folder"].iterdir()) == []
+
+
+@pytest.mark.parametrize("state", ["missing", "empty", "killed before its first step"])
+def test_resume_with_nothing_to_resume_names_the_folder_instead_of_training_from_scratch(state, tmp_path):
+    output = tmp_path / "wood-run"
+    if state != "missing":
+        output.mkdir()
+    if state == "killed before its first step":
+        (output / "checkpoints").mkdir()
+        (output / "train_config.json").write_text("{}")
+    args = ["--style", "wood", "--preset", "tiny", "--output", str(output), "--resume"]
+    done = run_command(script_command("train_specialist.py", *args), tmp_path / "home")
+    fix = "--overwrite instead of --resume" if state == "killed before its first step" else "drop --resume"
+    assert_refused_at_once(done, f"--resume: {output}", fix)
+    assert not (output / "log.jsonl").exists()
+    # The library refuses it too (an API caller gets the same answer).
+    with pytest.raises(NothingToResumeError, match=str(output)):
+        train(tiny_run(output), resume=True, **run_inputs())

@@ -29,9 +29,16 @@ def specialist_folder(tmp_path_factory):
     return model.save_pretrained(tmp_path_factory.mktemp("specialist"), exemplars=[style])
 
 
-def test_edited_simpler_changes_only_the_cabinet_pixels(specialist_folder):
-    env = gym.make("EditedDrawer-v0", style="wood", specialist=specialist_folder, task="OpenTopDrawer",
-                   pose="b1", shader_dir="ibl", num_steps=2, short_side=64)
+@pytest.fixture(scope="module")
+def tiny_base_name(specialist_folder) -> str:
+    """The tiny random base the specialist records: a full-size env loads a tiny specialist only when told
+    its base (it refuses a demo specialist otherwise)."""
+    return EditSpecialist.read_config(specialist_folder).base
+
+
+def test_edited_simpler_changes_only_the_cabinet_pixels(specialist_folder, tiny_base_name):
+    env = gym.make("EditedDrawer-v0", style="wood", specialist=specialist_folder, base=tiny_base_name,
+                   task="OpenTopDrawer", pose="b1", shader_dir="ibl", num_steps=2, short_side=64)
     obs, info = env.reset(seed=3)
     for _ in range(2):
         camera = obs["image"][CAMERA]
@@ -46,9 +53,9 @@ def test_edited_simpler_changes_only_the_cabinet_pixels(specialist_folder):
     env.close()
 
 
-def test_vector_simpler_edits_equal_single_env_edits(specialist_folder):
-    vec = envs.make_edited_vector_env(num_envs=2, style="wood", specialist=specialist_folder,
-                        shader_dir="ibl", num_steps=2, short_side=64, vectorization_mode="async")
+def test_vector_simpler_edits_equal_single_env_edits(specialist_folder, tiny_base_name):
+    vec = envs.make_edited_vector_env(num_envs=2, style="wood", specialist=specialist_folder, base=tiny_base_name,
+                                      shader_dir="ibl", num_steps=2, short_side=64, vectorization_mode="async")
     try:
         vec.set_next_trials(["CloseMiddleDrawer/a1", "OpenBottomDrawer/c2"])
         obs, info = vec.reset(seed=[5, 6])
@@ -56,8 +63,8 @@ def test_vector_simpler_edits_equal_single_env_edits(specialist_folder):
         batched = obs["image"][CAMERA]["rgb"]
     finally:
         vec.close()
-    single = gym.make("EditedDrawer-v0", style="wood", specialist=specialist_folder, task="OpenBottomDrawer",
-                      pose="c2", shader_dir="ibl", num_steps=2, short_side=64)
+    single = gym.make("EditedDrawer-v0", style="wood", specialist=specialist_folder, base=tiny_base_name,
+                      task="OpenBottomDrawer", pose="c2", shader_dir="ibl", num_steps=2, short_side=64)
     single_obs, _ = single.reset(seed=6)
     diff = np.abs(batched[1].astype(int) - single_obs["image"][CAMERA]["rgb"].astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
