@@ -74,7 +74,8 @@ def check_database_present(run_dir: Path) -> None:
     """Refuses a run folder whose stored results (config.json, reports) have lost their episode database (it
     is missing or 0 bytes, e.g. after a full disk or a copy that left it out): SQLite would take it as a new
     run and every episode would rerun without a word."""
-    results = [name for name in RESULT_FILES if (run_dir / name).is_file()]
+    results = [name for name in RESULT_FILES if (run_dir / name).is_file()
+               and (name != CONFIG_NAME or _holds_run_config(run_dir / name))]
     database = run_dir / DATABASE_NAME
     if not results or (database.is_file() and database.stat().st_size > 0):
         return
@@ -261,6 +262,15 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             "run the same command again to redo the run's episodes; `sqlite3 ... .recover` may rescue the "
             "finished ones from the damaged copy"
         ) from error
+
+
+def _holds_run_config(path: Path) -> bool:
+    """Whether `path` is a run's config.json (and not, say, a user's own file of that name)."""
+    try:
+        EvalConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return True
 
 
 def _check_schema(connection: sqlite3.Connection, path: Path) -> None:

@@ -476,6 +476,13 @@ def start_run(
     model.config.instruction = style.instruction
     model.config.guidance = tuple(config.guidance)
     model.config.scheduler = config.scheduler
+    sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)  # holds no state
+    stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
+    if not stochastic_steps:
+        raise ValueError(
+            f"none of the {config.num_denoising_steps} {config.scheduler} denoising steps adds noise, so none has a "
+            "log-probability to train (D3PO would update nothing); use more denoising steps"
+        )
 
     if resume and checkpoints.steps():
         checkpoints.load_reference(model)  # the reference policy is the weights before the first step
@@ -487,13 +494,6 @@ def start_run(
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, betas=tuple(config.adam_betas),
                                   weight_decay=config.weight_decay)
     start, log = checkpoints.load_latest(model, optimizer) if resume else (0, [])
-    sampler = model.make_sampler(config.scheduler, config.num_denoising_steps, config.eta)  # holds no state
-    stochastic_steps = [t for t in range(config.num_denoising_steps) if sampler.is_stochastic(t)]
-    if not stochastic_steps:
-        raise ValueError(
-            f"none of the {config.num_denoising_steps} {config.scheduler} denoising steps adds noise, so none has a "
-            "log-probability to train (D3PO would update nothing); use more denoising steps, or DDIM with eta > 0"
-        )
     if config.pairs_per_step % accelerator.num_processes:
         raise ValueError(f"{config.pairs_per_step} pairs per step do not split over {accelerator.num_processes} "
                          f"processes; choose samples_per_step as a multiple of {2 * accelerator.num_processes}")

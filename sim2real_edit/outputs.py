@@ -50,8 +50,7 @@ def check_writable_folder(folder: str | Path, *, what: str, fix: str) -> None:
     nearest = folder
     while not nearest.is_dir():
         if nearest.exists() or nearest.is_symlink():
-            where = "it" if nearest == folder else str(nearest)
-            raise UnwritableOutputError(f"{what}: {where} is a file, not a folder; {fix}")
+            raise UnwritableOutputError(f"{what}: {nearest} is a file, not a folder; {fix}")
         if nearest.parent == nearest:
             break
         nearest = nearest.parent

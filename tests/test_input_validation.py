@@ -13,7 +13,9 @@ import torch
 
 import envs
 from envs.edited import EditSettings, FrameEditor
-from sim2real_edit.d3po import TrainConfig
+from sim2real_edit.d3po import TrainConfig, tiny_config, train
+from sim2real_edit.feedback import Feedback, FeedbackConfig
+from sim2real_edit.frames import TrainingFrames
 from sim2real_edit.images import ImageFormatError
 from sim2real_edit.specialist import CONFIG_NAME, EditSpecialist, SpecialistFormatError
 from sim2real_edit.styles import StyleRegistry
@@ -159,12 +161,23 @@ def test_denoising_settings_with_no_stochastic_step_are_refused_before_training(
         TrainConfig(num_denoising_steps=1)
     # The rule is the sampler's: every Euler-ancestral step but the last adds noise, and a DDIM step with eta > 0
     # does, so these settings leave something to train.
-    components = EditSpecialist.tiny(0)
-    for scheduler, steps in (("euler_ancestral", 2), ("ddim", 1)):
+    model = EditSpecialist.tiny(0)
+    for scheduler, steps in (("euler_ancestral", 2), ("ddim", 2)):
         TrainConfig(scheduler=scheduler, num_denoising_steps=steps)
-        sampler = components.make_sampler(scheduler, steps, 1.0)
+        sampler = model.make_sampler(scheduler, steps, 1.0)
         assert any(sampler.is_stochastic(index) for index in range(steps)), (scheduler, steps)
-    assert not components.make_sampler("euler_ancestral", 1, 1.0).is_stochastic(0)
+    assert not model.make_sampler("euler_ancestral", 1, 1.0).is_stochastic(0)
+    # Whether one DDIM step adds noise depends on the base's scheduler (here its last alpha is 1: it does not);
+    # the trainer checks the sampler it builds before the first step.
+    assert not model.make_sampler("ddim", 1, 1.0).is_stochastic(0)
+    config = tiny_config(output_dir=str(tmp_path / "run"), scheduler="ddim", num_denoising_steps=1, short_side=32,
+                         samples_per_step=4, sample_batch_size=2, train_batch_size=2, optimizer_steps=1)
+    frames = TrainingFrames(np.repeat(FRAMES, 2, axis=0), np.ones((4, 32, 32), bool), np.ones(4, bool),
+                            ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="none of the 1 ddim denoising steps adds noise"):
+        train(config, frames=frames, exemplars=[STYLE], model=model, progress=False,
+              feedback=Feedback.analytic(FeedbackConfig(style_mask="full")))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_the_script_refuses_one_euler_ancestral_step_before_it_trains(tmp_path, monkeypatch, capsys):

@@ -179,15 +179,16 @@ def test_a_read_only_data_root_is_refused_before_any_work(script, args, tmp_path
 
 @pytest.mark.parametrize("script, args, expected", [
     ("train_specialist.py", ["--style", "wood", "--preset", "tiny", "--output", "{file}"],
-     "the output folder {file}: it is a file, not a folder"),
+     "the output folder {file}: {file} is a file, not a folder"),
     ("train_specialist.py", ["--style", "wood", "--preset", "tiny", "--output", "{file}/wood"],
      "{file} is a file, not a folder"),
-    ("collect_frames.py", ["--backend", "standin", "--out", "{file}"], "--out {file}: it is a file, not a folder"),
-    ("eval_policies.py", ["--preset", "tiny", "--run-dir", "{file}"], "--run-dir {file}: it is a file"),
-    ("eval_policies.py", ["--report", "{file}"], "--report {file}: it is a file"),
-    ("make_exemplars.py", ["--style", "wood", "--out", "{file}"], "it is a file, not a folder"),
+    ("collect_frames.py", ["--backend", "standin", "--out", "{file}"], "--out {file}: {file} is a file, not a folder"),
+    ("eval_policies.py", ["--preset", "tiny", "--run-dir", "{file}"], "--run-dir {file}: {file} is a file"),
+    ("eval_policies.py", ["--report", "{file}"], "--report {file}: {file} is a file"),
+    ("make_exemplars.py", ["--style", "wood", "--out", "{file}"], "{file} is a file, not a folder"),
     ("bench_train.py", ["--preset", "tiny", "--json", "{folder}"], "--json {folder}: {folder} is a folder"),
-    ("bench_feedback.py", ["--preset", "tiny", "--json", "{file}/results.json"], "{file} is a file, not a folder"),
+    ("bench_feedback.py", ["--preset", "tiny", "--json", "{file}/results.json"],
+     "--json {file}/results.json: {file} is a file, not a folder"),
     ("bench_editor.py", ["--preset", "tiny", "--json", "{folder}"], "is a folder, not a file"),
 ])
 def test_an_output_that_names_a_file_or_a_folder_of_the_wrong_kind_is_refused_at_once(script, args, expected,
