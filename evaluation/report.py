@@ -323,7 +323,7 @@ class Report:
             if value is None or value.mae is None:
                 continue
             # The floor is the real world against itself: a share of the sim's gap means nothing there.
-        closed = f"{(unedited.mae - value.mae) / gap:.0%}" if gap and domain.domain != "floor" else "-"
+            closed = f"{(unedited.mae - value.mae) / gap:.0%}" if gap and domain.domain != "floor" else "-"
             ties = ", ".join(f"{a} = {b}" for a, b in value.ties) or "-"
             undefined = f"{value.pearson_r_undefined_share:.0%}" if value.pearson_r_undefined_share is not None else "-"
             lines.append(
