@@ -96,3 +96,23 @@ def test_a_rerun_finds_every_piece_and_every_episode(miniature_run, capsys):
     assert "ran 0 episodes" in printed
     assert weights.stat().st_mtime_ns == before
     assert "trained" in printed and "MAE" in printed
+
+
+def test_domains_that_need_no_specialist_build_no_base_and_no_specialist(tmp_path, small_tiny_policies, monkeypatch):
+    from dataclasses import replace
+
+    from evaluation.config import CEILING, COLOUR_TRANSFER, REAL, UNEDITED
+    from evaluation.miniature import build_miniature
+
+    home = tmp_path / "home"
+    shutil.copytree(small_tiny_policies.folder, home / "tiny" / "policies")
+    monkeypatch.setenv("SIM2REAL_EDIT_HOME", str(home))
+    monkeypatch.delenv("SIM2REAL_EDIT_TINY_BASE", raising=False)
+    settings = replace(SMALL, domains=(UNEDITED, COLOUR_TRANSFER, CEILING, REAL))
+    assert not settings.needs_specialist and replace(SMALL, domains=("edited+crop", REAL)).needs_specialist
+    miniature = build_miniature(settings, progress=False)
+    assert miniature.base is None and miniature.specialists == [] and miniature.scorecards == []
+    assert not (home / "tiny" / "base").exists() and not (home / "tiny" / "specialists").exists()
+    config = miniature.eval_config()
+    assert config.domains == settings.domains
+    assert "specialist" not in config.artefacts and "policies" in config.artefacts
