@@ -144,6 +144,9 @@ class EvalConfig:
                 f"the domains {needs_real} need the miniature real world, which only the CPU stand-in has "
                 "(--preset tiny); on SIMPLER the real world's rates come from the real-world table"
             )
+        if COLOUR_TRANSFER in self.domains and self.preset != "tiny":
+            raise ValueError("the colour-transfer domain needs the simulator cabinet's albedo, which only the CPU "
+                             "stand-in states (--preset tiny); on SIMPLER use the edited domains")
         if any(domain in (FLOOR, CEILING, GAIN_ORACLE) for domain in self.domains) and REAL not in self.domains:
             raise ValueError(f"the domains floor, ceiling and gain-oracle are measured against the real world: "
                              f"add {REAL!r} to the domains")

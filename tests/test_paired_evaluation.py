@@ -94,8 +94,11 @@ def test_real_world_domains_need_the_stand_in_and_the_real_domain():
 
     with pytest.raises(ValueError, match="add 'real'"):
         tiny_config(domains=(UNEDITED, CEILING))
+    rt1 = (PolicySpec("rt1", RT1, checkpoint="ckpt"),)
     with pytest.raises(ValueError, match="stand-in"):
-        EvalConfig(preset="full", policies=(PolicySpec("rt1", RT1, checkpoint="ckpt"),), domains=(UNEDITED, REAL))
+        EvalConfig(preset="full", policies=rt1, domains=(UNEDITED, REAL))
+    with pytest.raises(ValueError, match="albedo"):  # refused when the config is made, not when its env is
+        EvalConfig(preset="full", policies=rt1, domains=(UNEDITED, COLOUR_TRANSFER))
 
 
 @pytest.fixture(scope="module")
