@@ -25,15 +25,14 @@ import numpy as np
 
 from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
 from sim2real_edit.metrics import (
-    JointBootstrap,
     PairedOutcomes,
     TrialOutcomes,
     agreement_bootstrap,
-    joint_bootstrap,
-    power_of_gap,
     cluster_bootstrap_ci,
+    joint_bootstrap,
     mmrv,
     pearson_r,
+    power_of_gap,
     trial_rate,
 )
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
@@ -342,8 +341,8 @@ class Report:
                        f"excludes 0) with probability {self.power['power']:.2f}.")]
         averages = [d for d in self.differences if d.column == "average"]
         if averages:
-            lines += ["", f"Differences versus `{averages[0].versus}` (avg column; negative MAE/MMRV and positive r are "
-                      "better; an interval that excludes 0 is a difference the data can tell):", "",
+            lines += ["", (f"Differences versus `{averages[0].versus}` (avg column; negative MAE/MMRV and positive r "
+                           "are better; an interval that excludes 0 is a difference the data can tell):"), "",
                       "| domain | MAE | MMRV | r |", "| --- | ---: | ---: | ---: |"]
             for name in dict.fromkeys(d.domain for d in averages):
                 cells = []
@@ -769,8 +768,8 @@ def _miniature_markdown(miniature: dict[str, Any]) -> list[str]:
     base = miniature["base"]
     lines = ["## The miniature", "", miniature["what"], ""]
     if miniature.get("figure"):
-        lines += [f"![simulator, edited, edited+composited and real-world frames of the same scenes]"
-                  f"({miniature['figure']})", ""]
+        lines += [(f"![simulator, edited, edited+composited and real-world frames of the same scenes]"
+                   f"({miniature['figure']})"), ""]
     if base:
         lines.append(
             f"- **Tiny base** (trained on stand-in frames to reproduce its input, {base['seconds']:.0f} s): VAE "

@@ -125,7 +125,7 @@ def test_every_domain_runs_the_real_worlds_trials_and_reset_seeds(paired_run):
 
 
 def test_paired_report_has_ceiling_floor_mae_and_differences(paired_run):
-    run_dir, config = paired_run
+    run_dir, _ = paired_run
     write_report(run_dir)
     report = json.loads((run_dir / "report.json").read_text())
     domains = {entry["domain"]: entry for entry in report["domains"]}
