@@ -46,8 +46,10 @@ GAIN_ORACLE = "gain-oracle"  # the sim cabinet's colour scaled to the real cabin
 #: The paper's domains, the default of a run.
 PAPER_DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED)
 DOMAINS = (UNEDITED, EDITED, EDITED_COMPOSITED, EDITED_CROP, COLOUR_TRANSFER, GAIN_ORACLE, CEILING, FLOOR, REAL)
-#: Domains that run once per style (the specialist's, or the exemplars' colour).
-STYLED_DOMAINS = (EDITED, EDITED_COMPOSITED, EDITED_CROP, COLOUR_TRANSFER)
+#: Domains that run once per style (the specialist's, or the exemplars' colour), in run order: the cheap baseline
+#: first, then the crop edit the claim rests on, the paper's whole-frame domains last (a run stopped early has
+#: the claim's episodes).
+STYLED_DOMAINS = (COLOUR_TRANSFER, EDITED_CROP, EDITED_COMPOSITED, EDITED)
 #: Domains that need the miniature real world, so the CPU stand-in (preset "tiny").
 REAL_WORLD_DOMAINS = (REAL, FLOOR, CEILING, GAIN_ORACLE)
 #: Noise stream of the floor's real world (`envs.standin.DrawerStandIn`'s ``noise_stream``); 0 is the real world's.

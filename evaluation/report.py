@@ -678,8 +678,8 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
 def _domain_views(config: EvalConfig) -> list[tuple[str, str, str]]:
     """(name, domain, style) of every view of the report, in report order."""
     views = [(domain, domain, "") for domain in DOMAINS if domain in config.domains and domain not in STYLED_DOMAINS]
-    for domain in STYLED_DOMAINS:
-        if domain in config.domains:
+    for domain in DOMAINS:  # the reading order, not the run order
+        if domain in STYLED_DOMAINS and domain in config.domains:
             views += [(f"{domain}/{style}", domain, style) for style in config.styles]
             if len(config.styles) > 1:
                 views.append((f"{domain} ({ALL_STYLES})", domain, ALL_STYLES))
