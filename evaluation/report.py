@@ -37,7 +37,18 @@ from sim2real_edit.metrics import (
 )
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
-from .config import CEILING, DOMAINS, EDITED, EDITED_COMPOSITED, REAL, STYLED_DOMAINS, UNEDITED, EvalConfig
+from .claim import ClaimLink, claim_links, claim_markdown
+from .config import (
+    CEILING,
+    COLOUR_TRANSFER,
+    DOMAINS,
+    EDITED,
+    EDITED_COMPOSITED,
+    REAL,
+    STYLED_DOMAINS,
+    UNEDITED,
+    EvalConfig,
+)
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
@@ -199,6 +210,17 @@ class Report:
     differences: list[Difference] = field(default_factory=list)  # versus the unedited sim (paired runs)
     paired_note: str | None = None  # why a run with a real-world domain has no paired analysis
     power: dict[str, Any] | None = None  # of this run's size to detect a domain closing half the ceiling's gap
+    versus_colour_transfer: list[Difference] = field(default_factory=list)  # the same draws as `differences`
+
+    def claim(self) -> list[ClaimLink]:
+        """The miniature's claim, link by link (`evaluation.claim`); empty unless the run is paired."""
+        if not self.paired:
+            return []
+        mae = {d.name: (d.agreement["average"].mae, d.agreement["average"].mae_interval) for d in self.domains
+               if d.agreement.get("average") is not None and d.agreement["average"].mae is not None}
+        scorecards = (self.miniature or {}).get("scorecard") or []
+        return claim_links(mae, self.differences, self.versus_colour_transfer, self.power, scorecards,
+                           self.config.styles[0] if self.config.styles else "")
 
     @property
     def paired(self) -> bool:
@@ -293,6 +315,10 @@ class Report:
                             for d in self.differences],
             "paired_note": self.paired_note,
             "power": self.power,
+            "differences_versus_colour_transfer": [
+                {**asdict(d), "value": _json_number(d.value) if d.value is not None else None}
+                for d in self.versus_colour_transfer],
+            "claim": [link.to_json() for link in self.claim()],
             "miniature": self.miniature,
         }
 
@@ -379,6 +405,7 @@ class Report:
             "",
         ]
         if self.paired:
+            lines += claim_markdown(self.claim())
             lines += self._paired_markdown()
         lines += [
             "## Agreement with the real world",
@@ -516,7 +543,7 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
     rates from the same trials and reset seeds, one joint bootstrap for all policies and domains."""
     config = report.config
     views = [d for d in report.domains if d.style != ALL_STYLES]
-    paired = _paired_outcomes(config, episodes, views)
+    paired = paired_outcomes(config, episodes, [(view.name, view.domain, view.style) for view in views])
     if paired is None:
         report.paired_note = ("the paired analysis needs every policy's episode of every trial and seed in every "
                               "domain; this run is incomplete, so agreement is against the real-world table")
@@ -545,9 +572,11 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
                     episode_agreement_interval=value.agreement_interval,
                     pearson_r_undefined_share=value.pearson_r_undefined_share, ties=value.tied_pairs)
         report.domains[index] = replace(view, agreement=agreement)
-    report.differences = [
-        Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval)
-        for d in joint.differences]
+    report.differences = _differences(joint)
+    transfer = next((v.name for v in views if v.domain == COLOUR_TRANSFER), None)
+    if transfer is not None and transfer != baseline:  # the same seed: the same resampled trials
+        report.versus_colour_transfer = _differences(joint_bootstrap(
+            paired, reference=REAL, baseline=transfer, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED))
     if CEILING in paired.domains and UNEDITED in paired.domains:
         # Simulated experiments of this run's size from its own unedited, ceiling and real episodes.
         report.power = power_of_gap(paired, ceiling=CEILING, baseline=UNEDITED, reference=REAL,
@@ -555,26 +584,31 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
                                     seed=BOOTSTRAP_SEED).to_json()
 
 
-def _paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
-                     views: list[DomainReport]) -> PairedOutcomes | None:
-    """Outcomes[view][policy] as (trials, repeats) arrays: rows in the config's trial order, columns the
-    (URDF version, seed) pairs; None if any episode is missing."""
+def _differences(joint) -> list[Difference]:
+    return [Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval)
+            for d in joint.differences]
+
+
+def paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
+                    views: list[tuple[str, str, str]]) -> PairedOutcomes | None:
+    """Outcomes[view][policy] as (trials, repeats) arrays for the (name, domain, style) views: rows in the
+    config's trial order, columns the (URDF version, seed) pairs; None if any episode is missing."""
     trials = config.trial_list()
     repeats = [(urdf, seed) for urdf in config.urdf_versions for seed in range(config.seeds)]
     index = {(e.domain, e.style, e.policy, e.task, e.pose, e.urdf_version, e.seed): e.success for e in episodes}
     outcomes: dict[str, dict[str, np.ndarray]] = {}
-    for view in views:
-        outcomes[view.name] = {}
+    for name, domain, style in views:
+        outcomes[name] = {}
         for policy in config.policies:
             values = np.full((len(trials), len(repeats)), np.nan)
             for row, trial in enumerate(trials):
                 for column, (urdf, seed) in enumerate(repeats):
-                    key = (view.domain, view.style, policy.name, trial.task.name, trial.pose, urdf, seed)
+                    key = (domain, style, policy.name, trial.task.name, trial.pose, urdf, seed)
                     if key in index:
                         values[row, column] = index[key]
             if np.isnan(values).any():
                 return None
-            outcomes[view.name][policy.name] = values
+            outcomes[name][policy.name] = values
     return PairedOutcomes(tuple(trial.task.action for trial in trials), outcomes)
 
 
