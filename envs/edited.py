@@ -386,7 +386,9 @@ class EditedVectorEnv(_VectorWrapper):
     for the same reset seed. `editor=None` passes frames through unedited (the same interface).
 
     Episodes that end are reset by the vector env as Gymnasium does; a new episode gets a new edit seed.
-    `set_next_trials([...])` chooses the trial each env runs at its next reset.
+    `set_next_trials([...])` chooses the trial each env runs at its next reset. `skip_edits(mask)` names envs
+    whose frames the caller ignores until the next `reset()` (an evaluation batch's finished episodes): their
+    frames come back as rendered, and the edit is spent on the others only.
     """
 
     def __init__(self, vector_env: gym.vector.VectorEnv, editor: FramesEditor | None, camera: str = POLICY_CAMERA):
@@ -400,18 +402,29 @@ class EditedVectorEnv(_VectorWrapper):
         # episode); 0.29 resets within the same step. The edit seed must change exactly with the episode.
         self._resets_on_next_step = str(vector_env.metadata.get("autoreset_mode", "")).endswith("NEXT_STEP")
         self._ended = np.zeros(self.num_envs, bool)
+        self._skipped = np.zeros(self.num_envs, bool)
+
+    def skip_edits(self, mask) -> None:
+        """Until the next `reset()`, the frames of the envs where `mask` is true are not edited."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"skip_edits takes one flag per env ({self.num_envs}), got shape {mask.shape}")
+        self._skipped = mask.copy()
 
     def _edit(self, obs: dict, info: dict) -> tuple[dict, dict]:
         if self.editor is None:
             return obs, info
         frames = obs["image"][self.camera]["rgb"]
+        active = np.flatnonzero(~self._skipped)
         masks = None
         if needs_masks(self.editor.settings):
             if self._cabinet_ids is None:
                 self._cabinet_ids = list(self.env.call("cabinet_ids"))
             segmentations = obs["image"][self.camera]["Segmentation"]
-            masks = np.stack([cabinet_mask(seg, ids) for seg, ids in zip(segmentations, self._cabinet_ids)])
-        edited = self.editor.edit(frames, self._seeds, masks)
+            masks = np.stack([cabinet_mask(segmentations[i], self._cabinet_ids[i]) for i in active])
+        edited = np.array(frames, copy=True)
+        if len(active):
+            edited[active] = self.editor.edit(frames[active], [self._seeds[i] for i in active], masks)
         info = {**info, "unedited_rgb": frames, "edit_seed": np.array(self._seeds)}
         return _with_camera_rgb(obs, self.camera, edited), info
 
@@ -429,6 +442,7 @@ class EditedVectorEnv(_VectorWrapper):
             self._rng = np.random.default_rng(seeds)
         self._seeds = [episode_seed(s, self._rng) for s in seeds]
         self._ended[:] = False
+        self._skipped[:] = False
         self._cabinet_ids = None
         obs, info = self.env.reset(seed=seeds if seed is not None else None, options=options)
         return self._edit(obs, info)

@@ -8,7 +8,8 @@ that last step. SIMPLER's envs report ``terminated = success`` at every step; th
 so the harness builds its envs with ``success_ends_episode=False`` (`envs.trial_env.DrawerTrialEnv`) and
 refuses an env that ends an episode on its own. The first step at which the drawer met the threshold is kept
 too (`EpisodeResult.first_success_step`). Envs whose episode has ended keep stepping but are ignored until
-the batch is over, so the loop never depends on how a Gymnasium version auto-resets.
+the batch is over, so the loop never depends on how a Gymnasium version auto-resets; their frames are not
+edited (`EditedVectorEnv.skip_edits`).
 
 An episode's reset seed is a pure function of its seed index and trial, and a random policy is seeded
 per episode, so an episode's outcome does not depend on the batch it ran in: a killed run restarted with
@@ -93,6 +94,8 @@ class RunSummary:
     episodes_run: int
     episodes_already_done: int
     wall_s: float
+    #: Seconds spent in each (domain, style) this run (building its env, its episodes): where the time went.
+    domain_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def pending_episodes(config: EvalConfig, done: set[EpisodeKey]) -> dict[tuple[str, str, str], list[PendingEpisode]]:
@@ -220,8 +223,10 @@ def run_evaluation(
                         already_done, config.expected_episodes(), store.path, to_run)
         policies = load_process_policies(config, options, {unit.policy_name for unit in units})
 
+        domain_seconds: dict[str, float] = {}
         with tqdm(total=to_run, unit="episode", desc="episodes", disable=not options.progress) as bar:
             for env_key, domain_units in itertools.groupby(units, key=attrgetter("env_key")):
+                domain_started = time.perf_counter()
                 env = make_domain_env(config, options, *env_key)
                 try:
                     for unit in domain_units:
@@ -230,7 +235,9 @@ def run_evaluation(
                             store_episode(store, result, bar, on_episode)
                 finally:
                     env.close()
-    return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started)
+                    name = "/".join(part for part in env_key[:2] if part)
+                    domain_seconds[name] = domain_seconds.get(name, 0.0) + time.perf_counter() - domain_started
+    return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started, domain_seconds)
 
 
 def load_process_policies(config: EvalConfig, options: ExecutionOptions, names: set[str]) -> dict[str, Policy]:
@@ -293,6 +300,8 @@ def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConf
                           int(first_success[index]) or None, time.perf_counter() - started, config.config_hash)
         if finished.all():
             return
+        if hasattr(env, "skip_edits"):  # the finished episodes' frames are ignored: no edit is spent on them
+            env.skip_edits(finished)
 
 
 def _result(

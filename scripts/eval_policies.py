@@ -197,10 +197,29 @@ def main(argv: list[str] | None = None) -> None:
         from evaluation.miniature import write_miniature_summary
 
         write_miniature_summary(miniature, run_dir)
+    report_started = time.perf_counter()
     report = write_report(run_dir)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
+    stages = {**({f"build {name}": seconds for name, seconds in miniature.seconds.items()} if miniature else {}),
+              **{f"episodes {name}": seconds for name, seconds in summary.domain_seconds.items()},
+              "report": time.perf_counter() - report_started}
+    print_time_spent(run_dir, stages)
     print_outputs(run_dir, report)
+
+
+def print_time_spent(run_dir: Path, stages: dict[str, float]) -> None:
+    """Where this invocation's time went, printed and appended to RUN_DIR/timings.jsonl (one line per run)."""
+    import json
+    import os
+
+    print("where the time went (this run; pieces found built and episodes already stored take ~0 s):")
+    for name, seconds in stages.items():
+        print(f"  {name:<40} {seconds:8.1f} s")
+    record = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+              "seconds": {name: round(seconds, 1) for name, seconds in stages.items()}}
+    with open(run_dir / "timings.jsonl", "a") as log:
+        log.write(json.dumps(record) + "\n")
 
 
 def default_run_dir(preset: str, material: str | None) -> str:

@@ -97,6 +97,28 @@ def test_vector_edits_equal_single_env_edits():
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
+def test_skipped_envs_come_back_as_rendered_and_the_others_as_edited_until_the_next_reset():
+    vec = envs.make_edited_vector_env(num_envs=3, style="wood", preset="tiny", task="CloseMiddleDrawer",
+                                      pose="a1", num_steps=2, short_side=32, vectorization_mode="sync")
+    actions = np.tile([0.2, 0.1, -0.1, 0, 0, 0, 1.0], (3, 1))
+    vec.reset(seed=[21, 22, 23])
+    all_edited, *_ = vec.step(actions)
+    vec.reset(seed=[21, 22, 23])
+    vec.skip_edits([False, True, False])
+    obs, _, _, _, info = vec.step(actions)
+    rgb = obs["image"][CAMERA]["rgb"]
+    np.testing.assert_array_equal(rgb[1], info["unedited_rgb"][1])
+    assert (rgb[[0, 2]] != info["unedited_rgb"][[0, 2]]).any()
+    diff = np.abs(rgb[[0, 2]].astype(int) - all_edited["image"][CAMERA]["rgb"][[0, 2]].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # per-frame seeds: the batch's make-up does not matter
+    vec.reset(seed=[21, 22, 23])  # a reset edits every env again
+    obs, _, _, _, info = vec.step(actions)
+    np.testing.assert_array_equal(obs["image"][CAMERA]["rgb"], all_edited["image"][CAMERA]["rgb"])
+    with pytest.raises(ValueError, match="one flag per env"):
+        vec.skip_edits([True])
+    vec.close()
+
+
 def test_edit_options_given_as_an_object_or_as_keywords_make_the_same_env():
     options = envs.EditOptions(style="wood", preset="tiny", num_steps=2, short_side=32)
     by_object = gym.make("EditedDrawer-v0", options=options, task="OpenTopDrawer", pose="b1")

@@ -68,6 +68,10 @@ def test_the_report_keeps_its_schema_and_measures_every_domain_against_its_real_
     markdown = (miniature_run["run"] / "report.md").read_text()
     assert "## The miniature" in markdown and "not SIMPLER" in markdown
     assert "Paired with the real world" in markdown and "| ceiling |" in markdown and "| floor |" in markdown
+    claim = {link["name"].split(" ")[1]: link for link in report["claim"]}
+    assert {"gap", "crop-edited", "learned", "trained"} <= set(claim)
+    assert all(claim[name]["holds"] in (True, False) for name in ("gap", "crop-edited", "learned", "trained"))
+    assert "## The claim, link by link" in markdown
 
 
 def test_the_report_shows_sim_edited_and_real_frames_side_by_side(miniature_run):
@@ -86,6 +90,17 @@ def test_the_report_shows_sim_edited_and_real_frames_side_by_side(miniature_run)
     assert all(0 <= rates["average"] <= 1 for rates in summary["real_world"].values())
 
 
+def test_the_first_run_says_where_its_time_went(miniature_run):
+    first = json.loads((miniature_run["run"] / "timings.jsonl").read_text().splitlines()[0])["seconds"]
+    style = SMALL.style
+    domains = ["unedited", "gain-oracle", "ceiling", "floor", "real", f"colour-transfer/{style}",
+               f"edited+crop/{style}", f"edited+composited/{style}", f"edited/{style}"]
+    assert list(first) == ["build policies", "build base", "build specialist", "build scorecard",
+                           *[f"episodes {domain}" for domain in domains], "report"]  # in run order
+    assert all(seconds >= 0 for seconds in first.values())
+    assert first[f"episodes edited+crop/{style}"] > first["episodes unedited"]  # edits cost more than none
+
+
 def test_a_rerun_finds_every_piece_and_every_episode(miniature_run, capsys):
     specialist = miniature_run["home"] / "tiny" / "specialists" / SMALL.style
     weights = specialist / "specialist_weights.safetensors"
@@ -96,6 +111,7 @@ def test_a_rerun_finds_every_piece_and_every_episode(miniature_run, capsys):
     assert "ran 0 episodes" in printed
     assert weights.stat().st_mtime_ns == before
     assert "trained" in printed and "MAE" in printed
+    assert "where the time went" in printed
 
 
 def test_domains_that_need_no_specialist_build_no_base_and_no_specialist(tmp_path, small_tiny_policies, monkeypatch):
