@@ -12,7 +12,7 @@ Every piece is built here from nothing that needs a download, and cached under `
 4. **the specialist** (`sim2real_edit.d3po`, `tiny_config`): D3PO from analytic judges on simulator frames with
    exact masks and the style's ~5 exemplars; it never sees a real-world frame. A control trained the same way
    on random preferences, the untrained specialist and the identity are scored beside it on held-out frames
-   and noise seeds (`sim2real_edit.scorecard`);
+   and noise seeds (`miniature.scorecard`);
 5. **the evaluation** (`scripts/eval_policies.py --preset tiny`): the CNN policies in the plain simulator and
    in both edited simulators, over several seeds, against the real world's table.
 
@@ -36,18 +36,7 @@ import numpy as np
 from envs.appearance import REAL_CABINET_STYLE, real_material_style
 from envs.protocol import protocol_trials
 from envs.tiny_base import TINY_CAMERA, ensure_tiny_base, stand_in_frames_with_parts
-from sim2real_edit.components import TINY_TRAINED_BASE, tiny_trained_base_folder
-from sim2real_edit.scorecard import (
-    EditScorecard,
-    ScorecardSplit,
-    identity_edit,
-    score_edits,
-    specialist_edit,
-)
-from sim2real_edit.styles import StyleRegistry, preset_specialist_dir, tiny_home
-from sim2real_edit.tiny_base import TinyBaseConfig, TinyBaseReport, read_tiny_base_report
-
-from .config import (
+from evaluation.config import (
     CEILING,
     COLOUR_TRANSFER,
     EDITED,
@@ -63,13 +52,24 @@ from .config import (
     spread_trials,
     tiny_config,
 )
-from .miniature_real_world import (
+from evaluation.results import write_text_atomically
+from sim2real_edit.components import TINY_TRAINED_BASE, tiny_trained_base_folder
+from sim2real_edit.styles import StyleRegistry, preset_specialist_dir, tiny_home
+from sim2real_edit.tiny_base import TinyBaseConfig, TinyBaseReport, read_tiny_base_report
+
+from .policy_family import (
     TinyPolicies,
     TinyPolicySettings,
     build_tiny_policies,
     real_material_env_kwargs,
 )
-from .results import write_text_atomically
+from .scorecard import (
+    EditScorecard,
+    ScorecardSplit,
+    identity_edit,
+    score_edits,
+    specialist_edit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -435,7 +435,7 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
 
 def write_miniature_summary(miniature: Miniature, run_dir: Path) -> Path:
     """`RUN_DIR/miniature.json` (read by the report) and the side-by-side figure in `RUN_DIR/plots`."""
-    from .report import PLOTS_DIR
+    from evaluation.report import PLOTS_DIR
 
     summary = miniature.to_json()
     if miniature.specialist is not None:

@@ -1,0 +1,1 @@
+"""The paper's experiment in miniature, on a CPU."""
