@@ -73,7 +73,6 @@ from .scorecard import (
 
 logger = logging.getLogger(__name__)
 
-MINIATURE_JSON = "miniature.json"
 #: Each policy's episodes of a domain (54 trials x 1 seed) run as one batch: one batched edit per step.
 MINIATURE_EXECUTION = ExecutionOptions(num_envs=54, vectorization_mode="sync", torch_threads=2)
 SIDE_BY_SIDE = "side_by_side.png"
@@ -435,7 +434,7 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
 
 def write_miniature_summary(miniature: Miniature, run_dir: Path) -> Path:
     """`RUN_DIR/miniature.json` (read by the report) and the side-by-side figure in `RUN_DIR/plots`."""
-    from evaluation.report import PLOTS_DIR
+    from evaluation.report import MINIATURE_JSON, PLOTS_DIR
 
     summary = miniature.to_json()
     if miniature.specialist is not None:

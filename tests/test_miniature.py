@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from miniature.experiment import MINIATURE_JSON, SIDE_BY_SIDE, MiniatureSettings
+from evaluation.report import MINIATURE_JSON
+from miniature.experiment import SIDE_BY_SIDE, MiniatureSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = MiniatureSettings.small()
