@@ -1,24 +1,11 @@
-"""The paper's experiment in miniature, offline, on a CPU: does a better specialist give a better MMRV?
+"""The miniature's build and evaluation config (each piece's home: the map in `miniature/__init__.py`).
 
-Every piece is built here from nothing that needs a download, and cached under `<data root>/tiny`:
-
-1. **the tiny base** (`sim2real_edit.tiny_base`): InstructPix2Pix at toy width, trained on simulator frames to
-   reproduce its input (so an untrained specialist edits nothing);
-2. **the miniature real world** (`envs.appearance`): the stand-in with a white-marble cabinet (or another style's
-   material, `MiniatureSettings.material`), warm light and camera noise; it was designed before any policy saw it
-   and never tuned to them;
-3. **policies that see** (`policies.cnn`): small CNNs trained by behaviour cloning from the scripted expert on
-   real-world frames, four checkpoints of one run; their success in the real world is that world's table;
-4. **the specialist** (`sim2real_edit.d3po`, `tiny_config`): D3PO from analytic judges on simulator frames with
-   exact masks and the style's ~5 exemplars; it never sees a real-world frame. A control trained the same way
-   on random preferences, the untrained specialist and the identity are scored beside it on held-out frames
-   and noise seeds (`miniature.scorecard`);
-5. **the evaluation** (`scripts/eval_policies.py --preset tiny`): the CNN policies in the plain simulator and
-   in both edited simulators, over several seeds, against the real world's table.
-
-`build_miniature()` does 1-4, skipping whatever is already built with the same settings. Another material's
-policies and scorecard are cached beside white marble's (``policies-<material>``), its specialists in its
-style's folders.
+`build_miniature()` builds (or finds) the CNN policy family and its real world's table, the tiny base, the
+specialist and its random-preference control for every training seed, and their held-out scorecard, in
+`<data root>/tiny`, skipping whatever is already built with the same settings; `Miniature.eval_config()` is the
+tiny preset's evaluation of them and `write_miniature_summary()` the run's `miniature.json` and side-by-side
+figure. Another material's policies and scorecard are cached beside white marble's (``policies-<material>``),
+its specialists in its style's folders.
 """
 
 from __future__ import annotations
