@@ -372,7 +372,7 @@ TINY_EXECUTION = ExecutionOptions(num_envs=12, vectorization_mode="sync", torch_
 def tiny_config(**overrides: Any) -> EvalConfig:
     """The CPU stand-in env with the tiny preset's specialist and the graded scripted stand-ins (which read the
     stand-in's state, so editing cannot change their results), on a small slice of the protocol: a quick check of
-    the machinery. The miniature experiment (`evaluation.miniature.Miniature.eval_config`) starts from this."""
+    the machinery. The miniature experiment (`miniature.experiment.Miniature.eval_config`) starts from this."""
     values: dict[str, Any] = {"preset": "tiny", "policies": graded_stand_ins(), **TINY_DEFAULTS}
     values.update(overrides)
     return EvalConfig(**values)

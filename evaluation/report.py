@@ -76,6 +76,8 @@ DEMO_METRICS_NOTICE = (
     "MMRV and Pearson r are computed from the episodes that actually ran, against the run's real-world table; "
     "they say nothing about real robots."
 )
+#: The tiny preset's summary of its miniature, written into the run folder by
+#: `miniature.experiment.write_miniature_summary`.
 MINIATURE_JSON = "miniature.json"
 
 

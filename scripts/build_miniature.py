@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from sim2real_edit.styles import check_data_root
 
     check_data_root()  # the miniature is built under <data root>/tiny: a folder that cannot take it fails now
-    from evaluation.miniature import MiniatureSettings, build_miniature
+    from miniature.experiment import MiniatureSettings, build_miniature
 
     settings = replace(MiniatureSettings.small() if args.small else MiniatureSettings(), material=args.material)
     miniature = build_miniature(settings, progress=not args.no_progress)

@@ -124,7 +124,7 @@ def build_config(args: argparse.Namespace):
         overrides["urdf_versions"] = evaluation.select_urdf_versions(args.urdf_versions)
     if args.preset == "tiny":
         if "policies" not in overrides:  # the miniature: its CNN policies, real world and specialist
-            from evaluation.miniature import (
+            from miniature.experiment import (
                 MINIATURE_EXECUTION,
                 MiniatureSettings,
                 build_miniature,
@@ -138,7 +138,7 @@ def build_config(args: argparse.Namespace):
             miniature = build_miniature(settings, progress=True)
             return miniature.eval_config(**overrides), MINIATURE_EXECUTION, miniature
         if args.material is not None:
-            from evaluation.miniature_real_world import real_material_env_kwargs
+            from miniature.policy_family import real_material_env_kwargs
 
             overrides["env_kwargs"] = real_material_env_kwargs(args.material)
         return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION, None
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
                                  gpus_per_worker=args.ray_gpus_per_worker)
         summary = run_evaluation_on_ray(config, run_dir, execution, ray_options)
     if miniature is not None:
-        from evaluation.miniature import write_miniature_summary
+        from miniature.experiment import write_miniature_summary
 
         write_miniature_summary(miniature, run_dir)
     report_started = time.perf_counter()

@@ -19,7 +19,7 @@ def small_tiny_base_folder(tmp_path_factory):
     """The tiny preset's base at the tests' size (`MiniatureSettings.small()`, 2-3 minutes on 2 cores), built
     once per test session; tests run one at a time, so the build may use both cores."""
     from envs.tiny_base import ensure_tiny_base
-    from evaluation.miniature import MiniatureSettings
+    from miniature.experiment import MiniatureSettings
 
     settings = MiniatureSettings.small()
     torch.set_num_threads(2)
@@ -60,8 +60,8 @@ def tiny_base(small_tiny_base_folder, monkeypatch):
 @pytest.fixture(scope="session")
 def small_tiny_policies(tmp_path_factory):
     """The small build of the miniature's CNN policies and their real-world table, once per test session."""
-    from evaluation.miniature import MiniatureSettings
-    from evaluation.miniature_real_world import build_tiny_policies
+    from miniature.experiment import MiniatureSettings
+    from miniature.policy_family import build_tiny_policies
 
     return build_tiny_policies(tmp_path_factory.mktemp("tiny-policies"), MiniatureSettings.small().policies,
                                progress=False, workers=2)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = {"sim2real_edit": 1, "envs": 2, "policies": 3, "evaluation": 4}  # scripts/ may import every layer
+LAYERS = {"sim2real_edit": 1, "envs": 2, "policies": 3, "evaluation": 4, "miniature": 5}  # scripts/: any layer
 
 
 def module_name(path: Path) -> str:
@@ -119,6 +119,10 @@ HEAVY = {"torch", "diffusers", "transformers", "dreamsim", "open_clip", "timm", 
 
 def test_importing_envs_loads_no_model_library():  # sim2real_edit.feedback: tests/test_light_imports_feedback.py
     assert loaded_after("import envs") & HEAVY == set()
+
+
+def test_importing_the_miniature_map_loads_no_model_library():
+    assert loaded_after("import miniature") & HEAVY == set()
 
 
 def test_importing_envs_registers_the_env_and_makes_it_on_first_use():

@@ -13,21 +13,21 @@ import torch
 
 from envs.protocol import protocol_trials
 from envs.standin import DrawerStandIn
-from policies.behaviour_cloning import (
+from miniature.behaviour_cloning import (
     CHECKPOINT_FRACTIONS,
     TrainingSettings,
     augment,
     augmentation_scaled,
     train_behaviour_cloning,
 )
-from policies.cnn import CNNPolicy, CNNPolicyConfig
-from policies.demonstrations import (
+from miniature.demonstrations import (
     Demonstrations,
     DemonstrationSettings,
     collect_demonstrations,
     record_episode,
     standin_config,
 )
+from policies.cnn import CNNPolicy, CNNPolicyConfig
 
 TRIALS = ("OpenTopDrawer/b1", "CloseBottomDrawer/a2")
 

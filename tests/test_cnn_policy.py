@@ -8,9 +8,9 @@ import torch
 
 from envs.protocol import protocol_trials
 from envs.standin import DrawerStandIn
+from miniature.demonstrations import standin_config
 from policies.base import Policy
 from policies.cnn import CNNPolicy, CNNPolicyConfig, resize_frames, task_index, tcp_in_base_frame
-from policies.demonstrations import standin_config
 
 CONFIG = standin_config((160, 128))
 

@@ -249,7 +249,7 @@ def test_d3po_repaints_the_cabinet_inside_its_mask_and_beats_identity_untrained_
     learn (seed 0: trained 0.480 against untrained 0.398), so the small base cannot stand in for it. Measured on
     the full base (2-core CPU): trained 0.310, identity 0.430, untrained 0.368, random preferences 0.394."""
     from envs.tiny_base import stand_in_frames
-    from sim2real_edit.scorecard import identity_edit, score_edits, specialist_edit
+    from miniature.scorecard import identity_edit, score_edits, specialist_edit
     from sim2real_edit.styles import StyleRegistry
 
     monkeypatch.setenv("SIM2REAL_EDIT_TINY_BASE", str(full_tiny_base_folder))

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from evaluation.miniature import MINIATURE_JSON, SIDE_BY_SIDE, MiniatureSettings
+from evaluation.report import MINIATURE_JSON
+from miniature.experiment import SIDE_BY_SIDE, MiniatureSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = MiniatureSettings.small()
@@ -118,7 +119,7 @@ def test_domains_that_need_no_specialist_build_no_base_and_no_specialist(tmp_pat
     from dataclasses import replace
 
     from evaluation.config import CEILING, COLOUR_TRANSFER, REAL, UNEDITED
-    from evaluation.miniature import build_miniature
+    from miniature.experiment import build_miniature
 
     home = tmp_path / "home"
     shutil.copytree(small_tiny_policies.folder, home / "tiny" / "policies")

@@ -34,8 +34,9 @@ from evaluation.config import (
     ExecutionOptions,
     tiny_config,
 )
-from evaluation.miniature import Miniature, MiniatureSettings
-from evaluation.miniature_real_world import (
+from evaluation.runner import gain_editor, make_domain_env
+from miniature.experiment import Miniature, MiniatureSettings
+from miniature.policy_family import (
     REAL_WORLD_ENV_KWARGS,
     RealWorldMeasurement,
     TinyPolicies,
@@ -44,7 +45,6 @@ from evaluation.miniature_real_world import (
     write_real_world_table,
     write_selection,
 )
-from evaluation.runner import gain_editor, make_domain_env
 from sim2real_edit.real_world import RealWorldSuccess
 from sim2real_edit.styles import StyleRegistry, tiny_home
 
@@ -255,12 +255,12 @@ class BuildCalled(Exception):
 
 
 def test_both_scripts_build_the_miniature_of_the_material_they_are_given(monkeypatch):
-    import evaluation.miniature
+    import miniature.experiment
 
     def stop(settings, progress=True):
         raise BuildCalled(settings)
 
-    monkeypatch.setattr(evaluation.miniature, "build_miniature", stop)
+    monkeypatch.setattr(miniature.experiment, "build_miniature", stop)
     with pytest.raises(BuildCalled) as built:
         load_script("build_miniature").main(["--small", "--material", "wood", "--no-progress"])
     assert built.value.args[0] == replace(MiniatureSettings.small(), material="wood")

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from envs.tiny_base import stand_in_frames_with_parts
-from sim2real_edit.feedback import Feedback, FeedbackConfig
-from sim2real_edit.scorecard import (
+from miniature.scorecard import (
     EditScorecard,
     OverlappingSplitError,
     ScorecardPart,
@@ -17,6 +16,7 @@ from sim2real_edit.scorecard import (
     identity_edit,
     score_edits,
 )
+from sim2real_edit.feedback import Feedback, FeedbackConfig
 from sim2real_edit.textures import generate_texture
 
 BASE_SEED = 0

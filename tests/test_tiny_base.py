@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from envs.tiny_base import ensure_tiny_base, stand_in_frames
-from evaluation.miniature import MiniatureSettings
+from miniature.experiment import MiniatureSettings
 from sim2real_edit.components import TINY_TRAINED_BASE, WeightsNotFoundError, load_base_components
 from sim2real_edit.specialist import EditSpecialist
 from sim2real_edit.tiny_base import measure_reconstruction, psnr, read_tiny_base_report, tiny_architecture

@@ -1,7 +1,7 @@
 """Behaviour cloning of the CNN drawer policy (`policies.cnn`) from expert demonstrations, with checkpoints
 saved along a training run so that the policies' skill is graded, as RT-1's published checkpoints are
 (begin, 15%, converged). A family of policies is several runs that differ in seed and augmentation strength
-(`augmentation_scaled`; the family itself is `evaluation.miniature_real_world.family_runs`).
+(`augmentation_scaled`; the family itself is `miniature.policy_family.family_runs`).
 
 Decided before any policy was trained, not tuned to results:
 
@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from policies.cnn import CNNPolicy, CNNPolicyConfig
-from policies.demonstrations import Demonstrations
+
+from .demonstrations import Demonstrations
 
 CHECKPOINT_FRACTIONS: tuple[float, ...] = (1 / 6, 1 / 3, 2 / 3, 1.0)
 LOG_SUFFIX = "training_log.jsonl"

@@ -1,24 +1,11 @@
-"""The paper's experiment in miniature, offline, on a CPU: does a better specialist give a better MMRV?
+"""The miniature's build and evaluation config (each piece's home: the map in `miniature/__init__.py`).
 
-Every piece is built here from nothing that needs a download, and cached under `<data root>/tiny`:
-
-1. **the tiny base** (`sim2real_edit.tiny_base`): InstructPix2Pix at toy width, trained on simulator frames to
-   reproduce its input (so an untrained specialist edits nothing);
-2. **the miniature real world** (`envs.appearance`): the stand-in with a white-marble cabinet (or another style's
-   material, `MiniatureSettings.material`), warm light and camera noise; it was designed before any policy saw it
-   and never tuned to them;
-3. **policies that see** (`policies.cnn`): small CNNs trained by behaviour cloning from the scripted expert on
-   real-world frames, four checkpoints of one run; their success in the real world is that world's table;
-4. **the specialist** (`sim2real_edit.d3po`, `tiny_config`): D3PO from analytic judges on simulator frames with
-   exact masks and the style's ~5 exemplars; it never sees a real-world frame. A control trained the same way
-   on random preferences, the untrained specialist and the identity are scored beside it on held-out frames
-   and noise seeds (`sim2real_edit.scorecard`);
-5. **the evaluation** (`scripts/eval_policies.py --preset tiny`): the CNN policies in the plain simulator and
-   in both edited simulators, over several seeds, against the real world's table.
-
-`build_miniature()` does 1-4, skipping whatever is already built with the same settings. Another material's
-policies and scorecard are cached beside white marble's (``policies-<material>``), its specialists in its
-style's folders.
+`build_miniature()` builds (or finds) the CNN policy family and its real world's table, the tiny base, the
+specialist and its random-preference control for every training seed, and their held-out scorecard, in
+`<data root>/tiny`, skipping whatever is already built with the same settings; `Miniature.eval_config()` is the
+tiny preset's evaluation of them and `write_miniature_summary()` the run's `miniature.json` and side-by-side
+figure. Another material's policies and scorecard are cached beside white marble's (``policies-<material>``),
+its specialists in its style's folders.
 """
 
 from __future__ import annotations
@@ -36,18 +23,7 @@ import numpy as np
 from envs.appearance import REAL_CABINET_STYLE, real_material_style
 from envs.protocol import protocol_trials
 from envs.tiny_base import TINY_CAMERA, ensure_tiny_base, stand_in_frames_with_parts
-from sim2real_edit.components import TINY_TRAINED_BASE, tiny_trained_base_folder
-from sim2real_edit.scorecard import (
-    EditScorecard,
-    ScorecardSplit,
-    identity_edit,
-    score_edits,
-    specialist_edit,
-)
-from sim2real_edit.styles import StyleRegistry, preset_specialist_dir, tiny_home
-from sim2real_edit.tiny_base import TinyBaseConfig, TinyBaseReport, read_tiny_base_report
-
-from .config import (
+from evaluation.config import (
     CEILING,
     COLOUR_TRANSFER,
     EDITED,
@@ -63,17 +39,27 @@ from .config import (
     spread_trials,
     tiny_config,
 )
-from .miniature_real_world import (
+from evaluation.results import write_text_atomically
+from sim2real_edit.components import TINY_TRAINED_BASE, tiny_trained_base_folder
+from sim2real_edit.styles import StyleRegistry, preset_specialist_dir, tiny_home
+from sim2real_edit.tiny_base import TinyBaseConfig, TinyBaseReport, read_tiny_base_report
+
+from .policy_family import (
     TinyPolicies,
     TinyPolicySettings,
     build_tiny_policies,
     real_material_env_kwargs,
 )
-from .results import write_text_atomically
+from .scorecard import (
+    EditScorecard,
+    ScorecardSplit,
+    identity_edit,
+    score_edits,
+    specialist_edit,
+)
 
 logger = logging.getLogger(__name__)
 
-MINIATURE_JSON = "miniature.json"
 #: Each policy's episodes of a domain (54 trials x 1 seed) run as one batch: one batched edit per step.
 MINIATURE_EXECUTION = ExecutionOptions(num_envs=54, vectorization_mode="sync", torch_threads=2)
 SIDE_BY_SIDE = "side_by_side.png"
@@ -435,7 +421,7 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
 
 def write_miniature_summary(miniature: Miniature, run_dir: Path) -> Path:
     """`RUN_DIR/miniature.json` (read by the report) and the side-by-side figure in `RUN_DIR/plots`."""
-    from .report import PLOTS_DIR
+    from evaluation.report import MINIATURE_JSON, PLOTS_DIR
 
     summary = miniature.to_json()
     if miniature.specialist is not None:

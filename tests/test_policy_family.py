@@ -14,8 +14,10 @@ import torch
 
 from evaluation import EvalConfig, ExecutionOptions, build_report, run_evaluation, tiny_config
 from evaluation.config import CNN, cnn_policies, graded_stand_ins
-from evaluation.miniature import MiniatureSettings
-from evaluation.miniature_real_world import (
+from evaluation.runner import episode_reset_seed
+from miniature.behaviour_cloning import CHECKPOINT_FRACTIONS, TrainingSettings
+from miniature.experiment import MiniatureSettings
+from miniature.policy_family import (
     RUN_DIR,
     RealWorldMeasurement,
     SelectionRule,
@@ -26,8 +28,6 @@ from evaluation.miniature_real_world import (
     read_measured_episodes,
     write_real_world_table,
 )
-from evaluation.runner import episode_reset_seed
-from policies.behaviour_cloning import CHECKPOINT_FRACTIONS, TrainingSettings
 from policies.cnn import CNNPolicy, CNNPolicyConfig
 from sim2real_edit.real_world import RealWorldSuccess, checkpoint_policy_names, real_world_success
 

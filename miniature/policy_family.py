@@ -3,7 +3,7 @@ in the stand-in's miniature real world (`envs.appearance`, ``appearance="real"``
 checkpoints; every candidate's success measured there on seeds of its own, a subset chosen by a rule fixed
 in advance, and the chosen ones written as that world's real-world table.
 
-    from evaluation.miniature_real_world import build_tiny_policies
+    from miniature.policy_family import build_tiny_policies
     built = build_tiny_policies(tiny_home() / "policies")     # cached: reruns skip what exists
     built.candidates     # every checkpoint folder of every run, least trained first
     built.checkpoints    # the selected ones, least trained first (training step, then run)
@@ -58,14 +58,14 @@ from tqdm.auto import tqdm
 
 from envs.appearance import REAL_CABINET_STYLE, real_material_style
 from envs.protocol import protocol_trials
-from policies.behaviour_cloning import TrainingSettings, augmentation_scaled, train_behaviour_cloning
+from evaluation.config import UNEDITED, EvalConfig, ExecutionOptions, cnn_policies
+from evaluation.results import write_text_atomically
+from evaluation.runner import PendingEpisode, load_process_policies, make_domain_env, run_batch
 from policies.cnn import CNNPolicyConfig
-from policies.demonstrations import Demonstrations, DemonstrationSettings, collect_demonstrations
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
-from .config import UNEDITED, EvalConfig, ExecutionOptions, cnn_policies
-from .results import write_text_atomically
-from .runner import PendingEpisode, load_process_policies, make_domain_env, run_batch
+from .behaviour_cloning import TrainingSettings, augmentation_scaled, train_behaviour_cloning
+from .demonstrations import Demonstrations, DemonstrationSettings, collect_demonstrations
 
 logger = logging.getLogger(__name__)
 

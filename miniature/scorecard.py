@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .feedback import Feedback
-from .feedback.analytic import edge_structure
+from sim2real_edit.feedback import Feedback
+from sim2real_edit.feedback.analytic import edge_structure
 
 #: Noise seeds of held-out edits start here; training draws its seeds from [0, 2**31 - 1) at random, so a
 #: collision is possible but has a chance of about one in a hundred thousand per seed.
