@@ -167,7 +167,9 @@ def claim_links(
         links.append(ClaimLink(
             "The paper's whole-frame domains, for context", None,
             "; ".join(f"{name} MAE {mae[name][0]:.3f}, closes {closed(name)} of the gap, versus unedited "
-                      f"{_cell(_find(differences, name, 'mae'))}" for name in whole),
+                      f"{_cell(_find(differences, name, 'mae'))}"
+                      + (f", versus colour transfer {_cell(_find(versus_colour_transfer, name, 'mae'))}"
+                         if _find(versus_colour_transfer, name, "mae") else "") for name in whole),
         ))
     return links
 
