@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Ray workers (default: one per GPU of the cluster, on CPU one per CPU)")
     parser.add_argument("--ray-gpus-per-worker", type=cli.non_negative_float, metavar="G",
                         help="GPUs per Ray worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--real-rates-exact", action="store_true",
+                        help="take the real-world table's rates as exact in the MMRV and Pearson r intervals (default: "
+                             "each bootstrap draw redraws them as Binomial(trials, rate) / trials from the table's "
+                             "trial counts, 27 per task in SIMPLER's)")
     args = parser.parse_args(argv)
     if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
         parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         check_writable_folder(args.report, what=f"--report {args.report}", fix="copy the run folder somewhere "
                               "writable and pass that copy")
-        report = write_report(args.report)
+        report = write_report(args.report, real_rates_exact=args.real_rates_exact)
         print_outputs(Path(args.report), report)
         return
 
@@ -197,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         from evaluation.miniature import write_miniature_summary
 
         write_miniature_summary(miniature, run_dir)
-    report = write_report(run_dir)
+    report = write_report(run_dir, real_rates_exact=args.real_rates_exact)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
     print_outputs(run_dir, report)
@@ -280,15 +284,21 @@ def print_outputs(run_dir: Path, report) -> None:
         if value:
             metrics = (f"MAE {value.mae:.3f} [{value.mae_interval[0]:.3f}, {value.mae_interval[1]:.3f}]  "
                        if value.mae is not None else "")
-            metrics += f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "
+            metrics += f"MMRV {value.mmrv:.3f}" + (f" [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]"
+                                                   if value.mmrv_interval else "") + "  "
             metrics += ("Pearson r undefined (constant rates)" if value.pearson_r is None else
                         f"Pearson r {value.pearson_r:.3f}" + (f" [{value.pearson_r_interval[0]:.3f}, "
                                                               f"{value.pearson_r_interval[1]:.3f}]"
                                                               if value.pearson_r_interval else ""))
+            if value.pearson_r_undefined_share is not None:
+                metrics += f" (undefined in {value.pearson_r_undefined_share:.0%} of draws)"
         spread = domain.agreement_over_seeds.get("average")
         if spread:
-            metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, "
-                        f"r {spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f}")
+            r_spread = (f"r {spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f}" if spread.defined_pearson_r
+                        else "r undefined")
+            undefined = len(spread.pearson_r) - len(spread.defined_pearson_r)
+            metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, {r_spread}"
+                        + (f" (undefined at {undefined} seed(s))" if undefined and spread.defined_pearson_r else ""))
         print(f"  {domain.name:<36} {metrics}")
     print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in {run_dir / 'plots'}")
 

@@ -3,6 +3,7 @@ collapse at 0/n, n/n or one trial, and Pearson r reported as undefined where the
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -110,3 +111,50 @@ def test_zero_of_27_gets_an_exact_interval_not_a_point():
     assert repeats.units == 1 and repeats.low == pytest.approx(0.025)
     # Where trials differ the cluster bootstrap stays.
     assert rate_interval([[[1], [0], [1], [1]]]).method == "cluster bootstrap"
+
+
+def _stored_run(tmp_path, successes):
+    """A run folder of the four graded stand-ins on two open and two close trials x 1 seed whose episodes are
+    written directly: ``successes[policy index]`` is the outcome of each of the four trials."""
+    from evaluation.config import UNEDITED, tiny_config
+    from evaluation.results import EpisodeResult, ResultStore
+
+    trials = ("OpenTopDrawer/a0", "OpenTopDrawer/b1", "CloseTopDrawer/a0", "CloseTopDrawer/b1")
+    config = tiny_config(trials=trials, seeds=1, domains=(UNEDITED,), standin_camera=None)
+    store = ResultStore.create(tmp_path, config)
+    for policy, outcomes in zip(config.policies, successes):
+        for trial, success in zip(trials, outcomes):
+            task, pose = trial.split("/")
+            store.add(EpisodeResult(policy.name, UNEDITED, "", config.urdf_versions[0], 0, task, pose, "top",
+                                    "open" if task.startswith("Open") else "close", bool(success), 10, None, 0.1,
+                                    0, 0.1, config.config_hash))
+    return config
+
+
+def test_the_report_redraws_the_table_unless_told_exact_and_never_prints_r_0_for_constant_rates(tmp_path):
+    from evaluation.report import build_report, write_report
+
+    _stored_run(tmp_path, [(1, 1, 1, 1), (1, 1, 1, 0), (1, 0, 1, 0), (0, 0, 0, 0)])
+    binomial, exact = build_report(tmp_path), build_report(tmp_path, real_rates_exact=True)
+    for column in ("open", "close", "average"):
+        b, e = binomial.domains[0].agreement[column], exact.domains[0].agreement[column]
+        assert (b.mmrv, b.pearson_r) == (e.mmrv, e.pearson_r)
+        assert b.reference_draws == "binomial" and e.reference_draws == "exact"
+        assert b.mmrv_interval[1] - b.mmrv_interval[0] >= e.mmrv_interval[1] - e.mmrv_interval[0]
+    average = binomial.domains[0].agreement["average"]
+    assert average.pearson_r_interval[0] < exact.domains[0].agreement["average"].pearson_r_interval[0]
+    # The policy that never succeeded gets an exact interval, not [0, 0].
+    never = binomial.domains[0].rates[3].average
+    assert (never.rate, never.low, never.method) == (0.0, 0.0, "Clopper-Pearson") and never.high > 0.4
+
+    constant = tmp_path / "constant"
+    _stored_run(constant, [(1, 0, 1, 0)] * 4)
+    report = write_report(constant)
+    for column in ("open", "close", "average"):
+        value = report.domains[0].agreement[column]
+        assert value.pearson_r is None and value.pearson_r_undefined_share == 1.0
+    saved = json.loads((constant / "report.json").read_text())
+    assert saved["domains"][0]["agreement"]["average"]["pearson_r"] is None
+    assert saved["bootstrap"]["real_rates"] == "binomial"
+    markdown = (constant / "report.md").read_text()
+    assert "undefined (undef. 100%)" in markdown and " 0.000 [0.000, 0.000]" not in markdown
