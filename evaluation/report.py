@@ -37,6 +37,7 @@ from sim2real_edit.metrics import (
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
 from .config import CEILING, DOMAINS, EDITED, EDITED_COMPOSITED, REAL, STYLED_DOMAINS, UNEDITED, EvalConfig
+from .repeats import DETERMINISTIC_DOMAINS, independent_episodes
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
@@ -79,6 +80,9 @@ class RateEstimate:
     episodes: int
     trials: int
     method: str = "cluster bootstrap"
+    #: Episodes that are not repeats of another (`evaluation.repeats`): fewer than ``episodes`` where a
+    #: deterministic policy in a deterministic domain ran the same episode at several seeds.
+    independent_episodes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -491,6 +495,13 @@ class Report:
                     + " | ".join(_estimate_cell(rates.estimate(column)) for column in COLUMNS)
                     + f" | {real_cell} |"
                 )
+            if domain.domain in DETERMINISTIC_DOMAINS and config.seeds > 1:
+                counts = [(rates.policy, rates.average) for rates in domain.rates if rates.average is not None]
+                lines += ["", (f"Independent episodes per policy ({domain.name} is deterministic: a policy's episodes "
+                               "of one trial that repeat the same outcome, steps and final drawer opening at several "
+                               "seeds count once): " + "; ".join(
+                                   f"{policy} {estimate.independent_episodes} of {estimate.episodes}"
+                                   for policy, estimate in counts) + ".")]
             if domain.rates_by_urdf_version:
                 urdfs = list(domain.rates_by_urdf_version)
                 lines += ["", f"Average success by robot URDF version ({domain.name}):", "",
@@ -743,11 +754,15 @@ def _policy_rates(
         if strata is None:
             estimates[column] = None
             continue
-        interval = rate_interval(strata, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED)
+        actions = ("open", "close") if column == "average" else (column,)
+        independent = independent_episodes(e for e in episodes if e.action in actions)
+        interval = rate_interval(strata, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED,
+                                 independent_episodes=independent)
         estimates[column] = RateEstimate(
             trial_rate(strata), interval.low, interval.high,
             episodes=sum(trial.size for stratum in strata for trial in stratum),
             trials=sum(len(stratum) for stratum in strata), method=interval.method,
+            independent_episodes=independent,
         )
     return PolicyRates(policy, real_world_name, estimates["open"], estimates["close"], estimates["average"])
 
@@ -947,8 +962,10 @@ def _estimate_cell(estimate: RateEstimate | None) -> str:
     if estimate is None:
         return "-"
     marker = "" if estimate.method == "cluster bootstrap" else "*"
+    independent = estimate.independent_episodes
+    repeats = f", {independent} independent" if independent is not None and independent < estimate.episodes else ""
     return (f"{estimate.rate:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]{marker} "
-            f"(n={estimate.episodes}, {estimate.trials} trials)")
+            f"(n={estimate.episodes}{repeats}, {estimate.trials} trials)")
 
 
 def _r_cell(value: Agreement, share: bool = True) -> str:
