@@ -37,6 +37,7 @@ from sim2real_edit.metrics import (
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
 from .config import CEILING, DOMAINS, EDITED, EDITED_COMPOSITED, REAL, STYLED_DOMAINS, UNEDITED, EvalConfig
+from .real_episodes import REAL_EPISODES_CSV, RealSuccessEntry, read_real_episodes, real_success_entries
 from .repeats import DETERMINISTIC_DOMAINS, independent_episodes
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
@@ -216,6 +217,9 @@ class Report:
     paired_note: str | None = None  # why a run with a real-world domain has no paired analysis
     power: dict[str, Any] | None = None  # of this run's size to detect a domain closing half the ceiling's gap
     real_rates_exact: bool = False  # the real-world table's rates taken as exact in the agreement intervals
+    # Real success from the sim episodes and the paired real episodes of `real_episodes.csv`, per view and policy.
+    real_success: list[RealSuccessEntry] = field(default_factory=list)
+    real_episodes_file: str | None = None
 
     @property
     def paired(self) -> bool:
@@ -315,8 +319,40 @@ class Report:
                             for d in self.differences],
             "paired_note": self.paired_note,
             "power": self.power,
+            "real_episodes_file": self.real_episodes_file,
+            "real_success": [entry.to_json() for entry in self.real_success],
             "miniature": self.miniature,
         }
+
+    def _real_success_markdown(self) -> list[str]:
+        """The prediction-powered section: each policy's real success from all sim trials and the paired real
+        ones, beside the real trials alone, and the real trials the simulator saves."""
+        alpha = self.real_success[0].estimate.alpha
+        lines = [
+            "## Real success from sim plus a few real trials (prediction-powered)",
+            "",
+            (f"Real episodes from `{self.real_episodes_file}`. Estimate: the mean sim prediction over the N sim trials "
+             "(a trial's sim episodes averaged) plus the mean of (real - sim) over the n paired real trials; "
+             f"{1 - alpha:.0%} interval: Student's t (n-1 df) on its standard error, clipped to [0, 1] (Wilson's where "
+             "that error is 0). Real only: the same n real trials, Wilson score interval. Saved: the real trials a "
+             "real-only estimate needs for the same standard error, minus n; claimed only where the 95% interval of "
+             "the slope of real on sim lies above 1/2 (the point from which the sim narrows the interval), else "
+             "none."),
+            "",
+            ("| view | policy | real success (sim + real) | real only | sim rate | rectifier | N sim / n real trials | "
+             "real trials saved |"),
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for entry in self.real_success:
+            e = entry.estimate
+            marker = "" if e.interval_method.startswith("prediction") else " (Wilson)"
+            saved = "none" if e.trials_saved is None else str(e.trials_saved)
+            lines.append(
+                f"| {entry.domain} | {_policy_label(e.policy, entry.real_world_name, False)} | "
+                f"{e.estimate:.3f} [{e.interval[0]:.3f}, {e.interval[1]:.3f}]{marker} | "
+                f"{e.real_rate:.3f} [{e.real_only_interval[0]:.3f}, {e.real_only_interval[1]:.3f}] | {e.sim_rate:.3f} | "
+                f"{e.rectifier:+.3f} | {e.sim_trials} / {e.real_trials} | {saved} |")
+        return [*lines, ""]
 
     def _paired_markdown(self) -> list[str]:
         """The paired section: per domain MAE, episode agreement, MMRV and r against the run's real world, what
@@ -410,6 +446,8 @@ class Report:
         ]
         if self.paired:
             lines += self._paired_markdown()
+        if self.real_success:
+            lines += self._real_success_markdown()
         lines += [
             "## Agreement with the real world",
             "",
@@ -515,7 +553,8 @@ class Report:
 
 def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: float = 0.05,
                  real_rates_exact: bool = False) -> Report:
-    """The report of ``run_dir``, computed from its episode database alone (the stored config's episodes).
+    """The report of ``run_dir``, computed from its episode database alone (the stored config's episodes), and
+    from its ``real_episodes.csv`` where it has one (`evaluation.real_episodes`: real success estimates).
 
     ``real_rates_exact``: take the real-world table's rates as exact in the agreement intervals (by default each
     draw redraws them from the table's trial counts)."""
@@ -529,10 +568,12 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
                     alpha=alpha, miniature=miniature, real_rates_exact=real_rates_exact)
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
                   for policy in config.policies}
+    view_episodes = []
     for name, domain, style in _domain_views(config):
         chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
         if not chosen:
             continue
+        view_episodes.append((name, domain, chosen))
         by_policy = {policy: [e for e in chosen if e.policy == policy] for policy in real_names}
         rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha)
                       for policy in real_names)
@@ -554,6 +595,11 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
         _add_paired_agreement(report, episodes, n_boot, alpha)
     else:
         _add_table_agreement(report, episodes, n_boot, alpha)
+    real_file = Path(run_dir) / REAL_EPISODES_CSV
+    if real_file.is_file():
+        real = read_real_episodes(real_file, config)
+        report.real_episodes_file = REAL_EPISODES_CSV
+        report.real_success = real_success_entries(config, view_episodes, real, alpha=alpha)
     return report
 
 
@@ -618,15 +664,31 @@ def _paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
     return PairedOutcomes(tuple(trial.task.action for trial in trials), outcomes)
 
 
-def write_report(run_dir: str | Path, real_rates_exact: bool = False) -> Report:
+def write_report(run_dir: str | Path, real_rates_exact: bool = False,
+                 real_episodes: str | Path | None = None) -> Report:
     """Builds the report of ``run_dir`` and writes report.md, report.json and plots/ there (each file replaced
-    whole, so a concurrent reader never sees half of one). ``real_rates_exact``: see `build_report`."""
+    whole, so a concurrent reader never sees half of one). ``real_rates_exact``: see `build_report`.
+    ``real_episodes``: a CSV of real episodes (`evaluation.real_episodes`), checked against the run and copied
+    into the run folder as ``real_episodes.csv`` (replacing any earlier one), so that later rebuilds keep it."""
     run_dir = Path(run_dir)
+    if real_episodes is not None:
+        add_real_episodes(run_dir, real_episodes)
     report = build_report(run_dir, real_rates_exact=real_rates_exact)
     write_text_atomically(run_dir / REPORT_JSON, json.dumps(report.to_json(), indent=2) + "\n")
     write_text_atomically(run_dir / REPORT_MARKDOWN, report.to_markdown())
     write_plots(report, run_dir)
     return report
+
+
+def add_real_episodes(run_dir: str | Path, path: str | Path) -> Path:
+    """Checks the real-episodes CSV ``path`` against the run in ``run_dir`` (its policies and trials) and copies
+    it into the run folder as ``real_episodes.csv``; returns the copy's path."""
+    run_dir, path = Path(run_dir), Path(path)
+    read_real_episodes(path, ResultStore.open(run_dir).config)
+    target = run_dir / REAL_EPISODES_CSV
+    if not (target.exists() and target.resolve() == path.resolve()):
+        write_text_atomically(target, path.read_text(encoding="utf-8-sig"))
+    return target
 
 
 def write_plots(report: Report, run_dir: Path) -> list[Path]:

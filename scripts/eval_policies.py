@@ -94,6 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="take the real-world table's rates as exact in the MMRV and Pearson r intervals (default: "
                              "each bootstrap draw redraws them as Binomial(trials, rate) / trials from the table's "
                              "trial counts, 27 per task in SIMPLER's)")
+    parser.add_argument("--real-episodes", metavar="FILE.csv",
+                        help="real-world episodes of some of the run's trials (CSV with the header "
+                             "policy,task,trial,outcome; see evaluation/real_episodes.py): the report estimates each "
+                             "policy's real success from all sim trials plus these paired real ones, and the real "
+                             "trials the simulator saves. Copied into the run folder; works with --report too")
     args = parser.parse_args(argv)
     if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
         parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         check_writable_folder(args.report, what=f"--report {args.report}", fix="copy the run folder somewhere "
                               "writable and pass that copy")
-        report = write_report(args.report, real_rates_exact=args.real_rates_exact)
+        report = write_report(args.report, real_rates_exact=args.real_rates_exact, real_episodes=args.real_episodes)
         print_outputs(Path(args.report), report)
         return
 
@@ -180,8 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     check_run_folder_available(run_dir)
     if args.preset == "tiny":
         check_data_root()  # the miniature and the tiny specialists live there
+    real_rows = None
+    if args.real_episodes:  # its form now, its policies and trials once the config is known: before any episode
+        from evaluation.real_episodes import match_real_episodes, parse_real_episodes
+
+        real_rows = parse_real_episodes(args.real_episodes)
     config, execution, miniature = build_config(args)
     check_local_inputs(config)
+    if real_rows is not None:
+        match_real_episodes(real_rows, config, args.real_episodes)
     changes = {key: value for key, value in (("num_envs", args.num_envs),
                                              ("vectorization_mode", args.vectorization),
                                              ("device", args.device), ("dtype", args.dtype),
@@ -201,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         from evaluation.miniature import write_miniature_summary
 
         write_miniature_summary(miniature, run_dir)
-    report = write_report(run_dir, real_rates_exact=args.real_rates_exact)
+    report = write_report(run_dir, real_rates_exact=args.real_rates_exact, real_episodes=args.real_episodes)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
     print_outputs(run_dir, report)
@@ -300,6 +312,14 @@ def print_outputs(run_dir: Path, report) -> None:
             metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, {r_spread}"
                         + (f" (undefined at {undefined} seed(s))" if undefined and spread.defined_pearson_r else ""))
         print(f"  {domain.name:<36} {metrics}")
+    if report.real_success:
+        print("real success from sim plus paired real trials (prediction-powered; real only: Wilson):")
+        for entry in report.real_success:
+            e = entry.estimate
+            saved = "none" if e.trials_saved is None else str(e.trials_saved)
+            print(f"  {entry.domain:<24} {e.policy:<32} {e.estimate:.3f} [{e.interval[0]:.3f}, {e.interval[1]:.3f}]  "
+                  f"real only {e.real_rate:.3f} [{e.real_only_interval[0]:.3f}, {e.real_only_interval[1]:.3f}] "
+                  f"(n={e.real_trials})  real trials saved: {saved}")
     print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in {run_dir / 'plots'}")
 
 
