@@ -763,11 +763,11 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
                               va="center", fontsize=8)
             axes.set_xlabel(label, fontsize=8)
         mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
-        highest_mmrv = max(max(value.mmrv, *(value.mmrv_interval or ())) for value in averages)
+        highest_mmrv = max(max([value.mmrv, *(value.mmrv_interval or ())]) for value in averages)
         mmrv_axes.set_xlim(0, max(0.1, 1.2 * highest_mmrv))
         r_axes.set_xlim(-1.05, 1.2)
         if report.paired:
-            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(max(value.mae, *(value.mae_interval or ()))
+            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(max([value.mae, *(value.mae_interval or ())])
                                                        for value in averages)))
         axes_row[0].set(yticks=positions, yticklabels=[d.name for d in measured])
         axes_row[0].invert_yaxis()

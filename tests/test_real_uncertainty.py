@@ -158,3 +158,20 @@ def test_the_report_redraws_the_table_unless_told_exact_and_never_prints_r_0_for
     assert saved["bootstrap"]["real_rates"] == "binomial"
     markdown = (constant / "report.md").read_text()
     assert "undefined (undef. 100%)" in markdown and " 0.000 [0.000, 0.000]" not in markdown
+
+
+def test_an_incomplete_run_gets_values_without_intervals_not_a_crash(tmp_path):
+    import sqlite3
+
+    from evaluation.report import write_report
+
+    _stored_run(tmp_path, [(1, 1, 1, 1), (1, 1, 1, 0), (1, 0, 1, 0), (0, 0, 0, 0)])
+    with sqlite3.connect(tmp_path / "episodes.sqlite") as connection:
+        connection.execute("DELETE FROM episodes WHERE policy = 'scripted-good' AND pose = 'b1' AND task = "
+                           "'CloseTopDrawer'")
+    report = write_report(tmp_path)
+    average = report.domains[0].agreement["average"]
+    assert average.mmrv_interval is None and average.pearson_r_interval is None
+    assert 0 <= average.mmrv <= 1 and average.pearson_r is not None
+    assert "(no interval: run incomplete)" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "plots" / "agreement.png").is_file()
