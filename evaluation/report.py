@@ -27,12 +27,11 @@ from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
 from sim2real_edit.metrics import (
     PairedOutcomes,
     TrialOutcomes,
-    agreement_bootstrap,
-    cluster_bootstrap_ci,
     joint_bootstrap,
     mmrv,
     pearson_r,
     power_of_gap,
+    rate_interval,
     trial_rate,
 )
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
@@ -49,6 +48,8 @@ from .config import (
     UNEDITED,
     EvalConfig,
 )
+from .real_episodes import REAL_EPISODES_CSV, RealSuccessEntry, read_real_episodes, real_success_entries
+from .repeats import DETERMINISTIC_DOMAINS, independent_episodes
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
@@ -83,14 +84,19 @@ MINIATURE_JSON = "miniature.json"
 
 @dataclass(frozen=True)
 class RateEstimate:
-    """A success rate with its percentile cluster-bootstrap interval over ``episodes`` episodes of ``trials``
-    trials (a trial's episodes resampled together)."""
+    """A success rate with its interval over ``episodes`` episodes of ``trials`` trials: the percentile cluster
+    bootstrap (a trial's episodes resampled together), or Clopper-Pearson where that bootstrap cannot vary
+    (``method``; `sim2real_edit.metrics.rate_interval`)."""
 
     rate: float
     low: float
     high: float
     episodes: int
     trials: int
+    method: str = "cluster bootstrap"
+    #: Episodes that are not repeats of another (`evaluation.repeats`): fewer than ``episodes`` where a
+    #: deterministic policy in a deterministic domain ran the same episode at several seeds.
+    independent_episodes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,18 +114,21 @@ class PolicyRates:
 @dataclass(frozen=True)
 class Agreement:
     """MMRV and Pearson r of one column's simulated rates against the real ones, over ``policies``, with
-    percentile bootstrap intervals.
+    percentile intervals from one joint bootstrap that resamples the same trials for every policy and domain.
 
-    Against a real-world table (``reference="table"``) every policy's trials are resampled independently and the
-    table's rates are taken as given. Against the run's own real-world domain (``reference="real"``, paired
-    episodes) one joint bootstrap resamples the same trials for every policy and domain, and adds the mean
-    absolute gap between sim and real rates (``mae``), the share of paired episodes with the real outcome
-    (``episode_agreement``), the share of draws where r is undefined and the policy pairs tied in sim only."""
+    Against a real-world table (``reference="table"``) each draw also redraws the table's rates from their trial
+    counts (``reference_draws="binomial"``) or takes them as exact (``"exact"``, ``--real-rates-exact``); a
+    view that is not complete (a run in progress) has values without intervals (``reference_draws=None``).
+    Against the run's own real-world domain (``reference="real"``, paired episodes) the real episodes are
+    resampled with the rest, and it adds the share of paired episodes with the real outcome
+    (``episode_agreement``). Both give the mean absolute gap between sim and real rates (``mae``), the share of
+    draws where r is undefined (constant rates; ``pearson_r`` is None where it is undefined on the data) and the
+    policy pairs tied in sim only."""
 
     mmrv: float
     pearson_r: float | None
     policies: tuple[str, ...]
-    mmrv_interval: tuple[float, float]
+    mmrv_interval: tuple[float, float] | None
     pearson_r_interval: tuple[float, float] | None
     reference: str = "table"
     mae: float | None = None
@@ -128,6 +137,7 @@ class Agreement:
     episode_agreement_interval: tuple[float, float] | None = None
     pearson_r_undefined_share: float | None = None
     ties: tuple[tuple[str, str], ...] = ()
+    reference_draws: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         values = asdict(self)
@@ -165,17 +175,24 @@ class SeedSpread:
         return _sample_sd(self.mmrv)
 
     @property
+    def defined_pearson_r(self) -> tuple[float, ...]:
+        """The seeds' r where it is defined (NaN marks a seed whose rates are constant)."""
+        return tuple(value for value in self.pearson_r if not np.isnan(value))
+
+    @property
     def pearson_r_mean(self) -> float:
-        return float(np.mean(self.pearson_r))
+        """Mean over the seeds where r is defined; NaN if it is defined at none."""
+        return float(np.mean(self.defined_pearson_r)) if self.defined_pearson_r else float("nan")
 
     @property
     def pearson_r_sd(self) -> float:
-        return _sample_sd(self.pearson_r)
+        return _sample_sd(self.defined_pearson_r)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mmrv": list(self.mmrv), "pearson_r": list(self.pearson_r), "mmrv_mean": self.mmrv_mean,
-                "mmrv_sd": _json_number(self.mmrv_sd), "pearson_r_mean": self.pearson_r_mean,
-                "pearson_r_sd": _json_number(self.pearson_r_sd)}
+        return {"mmrv": list(self.mmrv), "pearson_r": [_json_number(value) for value in self.pearson_r],
+                "mmrv_mean": self.mmrv_mean, "mmrv_sd": _json_number(self.mmrv_sd),
+                "pearson_r_mean": _json_number(self.pearson_r_mean), "pearson_r_sd": _json_number(self.pearson_r_sd),
+                "pearson_r_undefined_seeds": len(self.pearson_r) - len(self.defined_pearson_r)}
 
 
 def _sample_sd(values: tuple[float, ...]) -> float:
@@ -212,6 +229,10 @@ class Report:
     differences: list[Difference] = field(default_factory=list)  # versus the unedited sim (paired runs)
     paired_note: str | None = None  # why a run with a real-world domain has no paired analysis
     power: dict[str, Any] | None = None  # of this run's size to detect a domain closing half the ceiling's gap
+    real_rates_exact: bool = False  # the real-world table's rates taken as exact in the agreement intervals
+    # Real success from the sim episodes and the paired real episodes of `real_episodes.csv`, per view and policy.
+    real_success: list[RealSuccessEntry] = field(default_factory=list)
+    real_episodes_file: str | None = None
     versus_colour_transfer: list[Difference] = field(default_factory=list)  # the same draws as `differences`
 
     def claim(self) -> list[ClaimLink]:
@@ -274,10 +295,15 @@ class Report:
             },
             "bootstrap": {
                 "method": ("percentile; cluster bootstrap over trials (a trial's seeds, styles and URDF versions "
-                           "resampled together); MMRV/r/MAE: " + (
-                               "one joint bootstrap, the same resampled trials (within open and close) for every "
-                               "policy and domain, the real-world domain included" if self.paired else
-                               "every policy's trials resampled independently, real-world rates as given")),
+                           "resampled together), Clopper-Pearson where it cannot vary (0/n, n/n, one trial); "
+                           "MMRV/r/MAE: one joint bootstrap, the same resampled trials (within open and close) for "
+                           "every policy and domain, " + (
+                               "the real-world domain included" if self.paired else
+                               "the real-world table's rates " + ("taken as exact" if self.real_rates_exact else
+                                                                  "redrawn as Binomial(trials, rate) / trials")) +
+                           "; r undefined where the rates are constant (the share of such draws is given)"),
+                "real_rates": ("paired episodes" if self.paired else "exact" if self.real_rates_exact
+                               else "binomial"),
                 "confidence": 1 - self.alpha,
                 "draws": self.n_boot,
                 "seed": BOOTSTRAP_SEED,
@@ -321,8 +347,40 @@ class Report:
                 {**asdict(d), "value": _json_number(d.value) if d.value is not None else None}
                 for d in self.versus_colour_transfer],
             "claim": [link.to_json() for link in self.claim()],
+            "real_episodes_file": self.real_episodes_file,
+            "real_success": [entry.to_json() for entry in self.real_success],
             "miniature": self.miniature,
         }
+
+    def _real_success_markdown(self) -> list[str]:
+        """The prediction-powered section: each policy's real success from all sim trials and the paired real
+        ones, beside the real trials alone, and the real trials the simulator saves."""
+        alpha = self.real_success[0].estimate.alpha
+        lines = [
+            "## Real success from sim plus a few real trials (prediction-powered)",
+            "",
+            (f"Real episodes from `{self.real_episodes_file}`. Estimate: the mean sim prediction over the N sim trials "
+             "(a trial's sim episodes averaged) plus the mean of (real - sim) over the n paired real trials; "
+             f"{1 - alpha:.0%} interval: Student's t (n-1 df) on its standard error, clipped to [0, 1] (Wilson's where "
+             "that error is 0). Real only: the same n real trials, Wilson score interval. Saved: the real trials a "
+             "real-only estimate needs for the same standard error, minus n; claimed only where the 95% interval of "
+             "the slope of real on sim lies above 1/2 (the point from which the sim narrows the interval), else "
+             "none."),
+            "",
+            ("| view | policy | real success (sim + real) | real only | sim rate | rectifier | N sim / n real trials | "
+             "real trials saved |"),
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for entry in self.real_success:
+            e = entry.estimate
+            marker = "" if e.interval_method.startswith("prediction") else " (Wilson)"
+            saved = "none" if e.trials_saved is None else str(e.trials_saved)
+            lines.append(
+                f"| {entry.domain} | {_policy_label(e.policy, entry.real_world_name, False)} | "
+                f"{e.estimate:.3f} [{e.interval[0]:.3f}, {e.interval[1]:.3f}]{marker} | "
+                f"{e.real_rate:.3f} [{e.real_only_interval[0]:.3f}, {e.real_only_interval[1]:.3f}] | {e.sim_rate:.3f} | "
+                f"{e.rectifier:+.3f} | {e.sim_trials} / {e.real_trials} | {saved} |")
+        return [*lines, ""]
 
     def _paired_markdown(self) -> list[str]:
         """The paired section: per domain MAE, episode agreement, MMRV and r against the run's real world, what
@@ -356,7 +414,8 @@ class Report:
             lines.append(
                 f"| {domain.name} | {_metric_cell(value.mae, value.mae_interval)} | {closed} | "
                 f"{_metric_cell(value.episode_agreement, value.episode_agreement_interval)} | "
-                f"{_metric_cell(value.mmrv, value.mmrv_interval)} | {_r_cell(value)} | {undefined} | {ties} |")
+                f"{_metric_cell(value.mmrv, value.mmrv_interval)} | {_r_cell(value, share=False)} | {undefined} | "
+                f"{ties} |")
         if gap is not None:
             floor = by_name.get("floor")
             floor_text = (f"; the floor (real against itself under fresh noise) has MAE {floor.mae:.3f}"
@@ -403,12 +462,21 @@ class Report:
                                        for p in config.policies) + ".",
             (f"- Intervals: {1 - self.alpha:.0%} percentile cluster bootstrap over trials ({self.n_boot} draws, "
              f"seed {BOOTSTRAP_SEED}): a trial's episodes (its seeds, styles and URDF versions) are resampled "
-             "together; MMRV and r intervals resample every policy's trials independently."),
+             "together; where that cannot vary (0/n, n/n, every trial alike, one trial) an exact Clopper-Pearson "
+             "interval over the trials (marked `*`). MMRV and r intervals: one joint bootstrap, the same resampled "
+             "trials for every policy and domain, "
+             + ("the real-world domain's included." if self.paired else
+                "with the real-world table's rates taken as exact (--real-rates-exact)." if self.real_rates_exact else
+                "with each real-world rate redrawn as Binomial(trials, rate) / trials from the table's trial counts.")
+             + " r is undefined where the rates are constant; `undef.` gives the share of draws where it is, and "
+             "its interval is over the others."),
             "",
         ]
         if self.paired:
             lines += claim_markdown(self.claim())
             lines += self._paired_markdown()
+        if self.real_success:
+            lines += self._real_success_markdown()
         lines += [
             "## Agreement with the real world",
             "",
@@ -446,11 +514,14 @@ class Report:
             ]
             for domain, spread in spreads:
                 if spread:
+                    undefined = len(spread.pearson_r) - len(spread.defined_pearson_r)
+                    r_mean = ("undefined" if not spread.defined_pearson_r else
+                              f"{spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f}"
+                              + (f" ({undefined} seed(s) undefined)" if undefined else ""))
                     lines.append(
-                        f"| {domain.name} | {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f} | "
-                        f"{spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f} | "
+                        f"| {domain.name} | {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f} | {r_mean} | "
                         + ", ".join(f"{v:.3f}" for v in spread.mmrv) + " | "
-                        + ", ".join(f"{v:.3f}" for v in spread.pearson_r) + " |")
+                        + ", ".join(_r_point(v) for v in spread.pearson_r) + " |")
         if self.miniature:
             lines += ["", *_miniature_markdown(self.miniature)]
         rows = self.compositing_rows()
@@ -468,12 +539,13 @@ class Report:
             for style, edited, composited in rows:
                 a, b = edited.agreement["average"], composited.agreement["average"]
                 lines.append(
-                    f"| {style} | {_fmt(a and a.mmrv)} | {_fmt(b and b.mmrv)} | {_fmt(a and a.pearson_r)} | "
-                    f"{_fmt(b and b.pearson_r)} |"
+                    f"| {style} | {_fmt(a and a.mmrv)} | {_fmt(b and b.mmrv)} | {_r_point(a and a.pearson_r, a)} | "
+                    f"{_r_point(b and b.pearson_r, b)} |"
                 )
         lines += ["", "## Success rates", "",
-                  (f"Rates with {1 - self.alpha:.0%} cluster-bootstrap intervals, episode and trial counts; "
-                   f"real-world rates from `{_table_label(self.config)}`."), ""]
+                  (f"Rates with {1 - self.alpha:.0%} cluster-bootstrap intervals (`*`: Clopper-Pearson over the "
+                   "trials, where the cluster bootstrap cannot vary), episode and trial counts; real-world rates "
+                   f"from `{_table_label(self.config)}`."), ""]
         for domain in self.domains:
             lines += [
                 f"### {domain.name}",
@@ -490,6 +562,13 @@ class Report:
                     + " | ".join(_estimate_cell(rates.estimate(column)) for column in COLUMNS)
                     + f" | {real_cell} |"
                 )
+            if domain.domain in DETERMINISTIC_DOMAINS and config.seeds > 1:
+                counts = [(rates.policy, rates.average) for rates in domain.rates if rates.average is not None]
+                lines += ["", (f"Independent episodes per policy ({domain.name} is deterministic: a policy's episodes "
+                               "of one trial that repeat the same outcome, steps and final drawer opening at several "
+                               "seeds count once): " + "; ".join(
+                                   f"{policy} {estimate.independent_episodes} of {estimate.episodes}"
+                                   for policy, estimate in counts) + ".")]
             if domain.rates_by_urdf_version:
                 urdfs = list(domain.rates_by_urdf_version)
                 lines += ["", f"Average success by robot URDF version ({domain.name}):", "",
@@ -501,8 +580,13 @@ class Report:
         return "\n".join(lines).rstrip() + "\n"
 
 
-def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: float = 0.05) -> Report:
-    """The report of ``run_dir``, computed from its episode database alone (the stored config's episodes)."""
+def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: float = 0.05,
+                 real_rates_exact: bool = False) -> Report:
+    """The report of ``run_dir``, computed from its episode database alone (the stored config's episodes), and
+    from its ``real_episodes.csv`` where it has one (`evaluation.real_episodes`: real success estimates).
+
+    ``real_rates_exact``: take the real-world table's rates as exact in the agreement intervals (by default each
+    draw redraws them from the table's trial counts)."""
     store = ResultStore.open(run_dir)
     episodes = store.episodes()
     config = store.config
@@ -510,18 +594,19 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
     summary = Path(run_dir) / MINIATURE_JSON
     miniature = json.loads(summary.read_text()) if summary.is_file() else None
     report = Report(config, len(episodes), table, other_config_rows=store.other_config_rows(), n_boot=n_boot,
-                    alpha=alpha, miniature=miniature)
+                    alpha=alpha, miniature=miniature, real_rates_exact=real_rates_exact)
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
                   for policy in config.policies}
+    view_episodes = []
     for name, domain, style in _domain_views(config):
         chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
         if not chosen:
             continue
+        view_episodes.append((name, domain, chosen))
         by_policy = {policy: [e for e in chosen if e.policy == policy] for policy in real_names}
         rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha)
                       for policy in real_names)
-        agreement = _table_agreement(by_policy, real_names, table, n_boot, alpha) if REAL not in config.domains \
-            else dict.fromkeys(COLUMNS)  # measured against the run's real-world domain below
+        agreement = dict.fromkeys(COLUMNS)  # measured below, against the table or the run's real-world domain
         by_urdf = {}
         if len(config.urdf_versions) > 1:
             by_urdf = {urdf: tuple(_policy_rates(policy, real_names[policy],
@@ -537,6 +622,13 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
                                            over_seeds))
     if REAL in config.domains:
         _add_paired_agreement(report, episodes, n_boot, alpha)
+    else:
+        _add_table_agreement(report, episodes, n_boot, alpha)
+    real_file = Path(run_dir) / REAL_EPISODES_CSV
+    if real_file.is_file():
+        real = read_real_episodes(real_file, config)
+        report.real_episodes_file = REAL_EPISODES_CSV
+        report.real_success = real_success_entries(config, view_episodes, real, alpha=alpha)
     return report
 
 
@@ -549,14 +641,7 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
     if paired is None:
         report.paired_note = ("the paired analysis needs every policy's episode of every trial and seed in every "
                               "domain; this run is incomplete, so agreement is against the real-world table")
-        real_names = {policy.name: policy.real_world_name if policy.real_world_name in report.real_world else None
-                      for policy in config.policies}
-        for index, view in enumerate(report.domains):
-            by_policy = {policy: [e for e in episodes if e.domain == view.domain and e.policy == policy
-                                  and (view.style in ("", ALL_STYLES) or e.style == view.style)]
-                         for policy in real_names}
-            agreement = _table_agreement(by_policy, real_names, report.real_world, n_boot, alpha)
-            report.domains[index] = replace(view, agreement=agreement)
+        _add_table_agreement(report, episodes, n_boot, alpha)
         return
     baseline = UNEDITED if UNEDITED in paired.domains else next(v.name for v in views if v.name != REAL)
     joint = joint_bootstrap(paired, reference=REAL, baseline=baseline, n_boot=n_boot, alpha=alpha,
@@ -572,7 +657,8 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
                     value.mmrv_interval, value.pearson_r_interval, reference=REAL, mae=value.mae,
                     mae_interval=value.mae_interval, episode_agreement=value.agreement,
                     episode_agreement_interval=value.agreement_interval,
-                    pearson_r_undefined_share=value.pearson_r_undefined_share, ties=value.tied_pairs)
+                    pearson_r_undefined_share=value.pearson_r_undefined_share, ties=value.tied_pairs,
+                    reference_draws=joint.reference_draws)
         report.domains[index] = replace(view, agreement=agreement)
     report.differences = _differences(joint)
     transfer = next((v.name for v in views if v.domain == COLOUR_TRANSFER), None)
@@ -614,15 +700,31 @@ def paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
     return PairedOutcomes(tuple(trial.task.action for trial in trials), outcomes)
 
 
-def write_report(run_dir: str | Path) -> Report:
+def write_report(run_dir: str | Path, real_rates_exact: bool = False,
+                 real_episodes: str | Path | None = None) -> Report:
     """Builds the report of ``run_dir`` and writes report.md, report.json and plots/ there (each file replaced
-    whole, so a concurrent reader never sees half of one)."""
+    whole, so a concurrent reader never sees half of one). ``real_rates_exact``: see `build_report`.
+    ``real_episodes``: a CSV of real episodes (`evaluation.real_episodes`), checked against the run and copied
+    into the run folder as ``real_episodes.csv`` (replacing any earlier one), so that later rebuilds keep it."""
     run_dir = Path(run_dir)
-    report = build_report(run_dir)
+    if real_episodes is not None:
+        add_real_episodes(run_dir, real_episodes)
+    report = build_report(run_dir, real_rates_exact=real_rates_exact)
     write_text_atomically(run_dir / REPORT_JSON, json.dumps(report.to_json(), indent=2) + "\n")
     write_text_atomically(run_dir / REPORT_MARKDOWN, report.to_markdown())
     write_plots(report, run_dir)
     return report
+
+
+def add_real_episodes(run_dir: str | Path, path: str | Path) -> Path:
+    """Checks the real-episodes CSV ``path`` against the run in ``run_dir`` (its policies and trials) and copies
+    it into the run folder as ``real_episodes.csv``; returns the copy's path."""
+    run_dir, path = Path(run_dir), Path(path)
+    read_real_episodes(path, ResultStore.open(run_dir).config)
+    target = run_dir / REAL_EPISODES_CSV
+    if not (target.exists() and target.resolve() == path.resolve()):
+        write_text_atomically(target, path.read_text(encoding="utf-8-sig"))
+    return target
 
 
 def write_plots(report: Report, run_dir: Path) -> list[Path]:
@@ -674,13 +776,14 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
         averages = [d.agreement["average"] for d in measured]
         nan_interval = (float("nan"), float("nan"))
         panels = [("MMRV (avg) with 95% interval, lower is better", [v.mmrv for v in averages],
-                   [v.mmrv_interval for v in averages], "tab:red"),
+                   [v.mmrv_interval or nan_interval for v in averages], "tab:red"),
                   ("Pearson r (avg) with 95% interval, higher is better",
                    [np.nan if v.pearson_r is None else v.pearson_r for v in averages],
                    [v.pearson_r_interval or nan_interval for v in averages], "tab:blue")]
         if report.paired:
             panels.insert(0, ("MAE |sim - real| (avg) with 95% interval, lower is better",
-                              [v.mae for v in averages], [v.mae_interval for v in averages], "tab:purple"))
+                              [v.mae for v in averages], [v.mae_interval or nan_interval for v in averages],
+                              "tab:purple"))
         figure, axes_row = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.45 * len(measured) + 1.8),
                                         sharey=True)
         positions = np.arange(len(measured))
@@ -696,11 +799,12 @@ def write_plots(report: Report, run_dir: Path) -> list[Path]:
                               va="center", fontsize=8)
             axes.set_xlabel(label, fontsize=8)
         mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
-        highest_mmrv = max(high for value in averages for high in value.mmrv_interval)
+        highest_mmrv = max(max([value.mmrv, *(value.mmrv_interval or ())]) for value in averages)
         mmrv_axes.set_xlim(0, max(0.1, 1.2 * highest_mmrv))
         r_axes.set_xlim(-1.05, 1.2)
         if report.paired:
-            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(high for value in averages for high in value.mae_interval)))
+            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(max([value.mae, *(value.mae_interval or ())])
+                                                       for value in averages)))
         axes_row[0].set(yticks=positions, yticklabels=[d.name for d in measured])
         axes_row[0].invert_yaxis()
         figure.tight_layout()
@@ -745,37 +849,100 @@ def _policy_rates(
     estimates = {}
     for column in COLUMNS:
         strata = _column_strata(episodes, column)
-        estimates[column] = None if strata is None else RateEstimate(
-            trial_rate(strata), *cluster_bootstrap_ci(strata, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED),
+        if strata is None:
+            estimates[column] = None
+            continue
+        actions = ("open", "close") if column == "average" else (column,)
+        independent = independent_episodes(e for e in episodes if e.action in actions)
+        interval = rate_interval(strata, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED,
+                                 independent_episodes=independent)
+        estimates[column] = RateEstimate(
+            trial_rate(strata), interval.low, interval.high,
             episodes=sum(trial.size for stratum in strata for trial in stratum),
-            trials=sum(len(stratum) for stratum in strata),
+            trials=sum(len(stratum) for stratum in strata), method=interval.method,
+            independent_episodes=independent,
         )
     return PolicyRates(policy, real_world_name, estimates["open"], estimates["close"], estimates["average"])
 
 
-def _table_agreement(
-    by_policy: dict[str, list[EpisodeResult]], real_names: dict[str, str | None],
-    table: dict[str, RealWorldSuccess], n_boot: int, alpha: float,
-) -> dict[str, Agreement | None]:
-    return {column: _agreement(by_policy, real_names, table, column, n_boot, alpha) for column in COLUMNS}
+def _add_table_agreement(report: Report, episodes: list[EpisodeResult], n_boot: int, alpha: float) -> None:
+    """Every view's MMRV, r and MAE against the real-world table, over the policies with a row in it.
+
+    The views where every such policy has every episode (each trial x URDF version x seed, x style for the
+    pooled styles) share one joint bootstrap: the same resampled trials for every policy and view, and each
+    draw redraws the table's rates as Binomial(trials, rate) / trials unless ``report.real_rates_exact``. Other
+    views (a run in progress), and runs whose trials lack the open or the close task, get the values on the data
+    without intervals."""
+    config = report.config
+    rows = {policy.name: report.real_world[policy.real_world_name] for policy in config.policies
+            if policy.real_world_name in report.real_world}
+    if len(rows) < 2:
+        return
+    actions = tuple(trial.task.action for trial in config.trial_list())
+    outcomes = {}
+    if set(actions) == {"open", "close"}:
+        for view in report.domains:
+            view_outcomes = _view_outcomes(config, episodes, view, list(rows))
+            if view_outcomes is not None:
+                outcomes[view.name] = view_outcomes
+    joint = None
+    if outcomes:
+        joint = joint_bootstrap(PairedOutcomes(actions, outcomes), reference="table", baseline=None, n_boot=n_boot,
+                                alpha=alpha, seed=BOOTSTRAP_SEED, reference_table=rows,
+                                reference_exact=report.real_rates_exact)
+    for index, view in enumerate(report.domains):
+        agreement: dict[str, Agreement | None] = dict.fromkeys(COLUMNS)
+        if joint is not None and view.name in joint.domains:
+            for column, value in joint.domains[view.name].columns.items():
+                agreement[column] = Agreement(
+                    value.mmrv, None if np.isnan(value.pearson_r) else value.pearson_r, tuple(rows),
+                    value.mmrv_interval, value.pearson_r_interval, reference="table", mae=value.mae,
+                    mae_interval=value.mae_interval, pearson_r_undefined_share=value.pearson_r_undefined_share,
+                    ties=value.tied_pairs, reference_draws=joint.reference_draws)
+        else:
+            by_policy = {policy: [e for e in episodes if e.domain == view.domain and e.policy == policy
+                                  and (view.style in ("", ALL_STYLES) or e.style == view.style)] for policy in rows}
+            agreement = {column: _point_agreement(by_policy, rows, column) for column in COLUMNS}
+        report.domains[index] = replace(view, agreement=agreement)
 
 
-def _agreement(
-    by_policy: dict[str, list[EpisodeResult]], real_names: dict[str, str | None],
-    table: dict[str, RealWorldSuccess], column: str, n_boot: int, alpha: float,
-) -> Agreement | None:
-    """MMRV and Pearson r over the policies with episodes in ``column`` and a real-world row."""
+def _view_outcomes(config: EvalConfig, episodes: list[EpisodeResult], view: DomainReport,
+                   policies: list[str]) -> dict[str, np.ndarray] | None:
+    """Outcomes[policy] of one view as (trials, repeats) arrays: rows in the config's trial order, columns the
+    (style, URDF version, seed) triples of the view (every style for the pooled styles); None if any is missing."""
+    styles = config.styles if view.style == ALL_STYLES else (view.style,)
+    repeats = [(style, urdf, seed) for style in styles for urdf in config.urdf_versions for seed in range(config.seeds)]
+    index = {(e.policy, e.task, e.pose, e.style, e.urdf_version, e.seed): e.success
+             for e in episodes if e.domain == view.domain}
+    outcomes = {}
+    for policy in policies:
+        try:
+            outcomes[policy] = np.array([[index[(policy, trial.task.name, trial.pose, *repeat)] for repeat in repeats]
+                                         for trial in config.trial_list()], dtype=np.float64)
+        except KeyError:
+            return None
+    return outcomes
+
+
+def _point_agreement(by_policy: dict[str, list[EpisodeResult]], rows: dict[str, RealWorldSuccess],
+                     column: str) -> Agreement | None:
+    """MMRV and r of ``column`` on the data, without intervals, over the policies with episodes in it."""
     sim, real = {}, {}
     for policy, episodes in by_policy.items():
         strata = _column_strata(episodes, column)
-        if strata is None or real_names[policy] is None:
-            continue
-        sim[policy] = strata
-        real[policy] = getattr(table[real_names[policy]], column)
+        if strata is not None:
+            sim[policy], real[policy] = trial_rate(strata), getattr(rows[policy], column)
     if len(sim) < 2:
         return None
-    result = agreement_bootstrap(sim, real, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED)
-    return Agreement(result.mmrv, result.pearson_r, tuple(sim), result.mmrv_interval, result.pearson_r_interval)
+    r = _defined_pearson_r(sim, real)
+    return Agreement(mmrv(sim, real), None if np.isnan(r) else r, tuple(sim), None, None, reference="table")
+
+
+def _defined_pearson_r(sim: dict[str, float], real: dict[str, float]) -> float:
+    """SIMPLER's Pearson r, or NaN where either side's rates are constant (where SIMPLER's formula gives 0)."""
+    if np.ptp(list(sim.values())) == 0 or np.ptp(list(real.values())) == 0:
+        return float("nan")
+    return pearson_r(sim, real)
 
 
 def _seed_spread(
@@ -795,7 +962,7 @@ def _seed_spread(
         if len(sim) < 2:
             return None
         mmrvs.append(mmrv(sim, real))
-        correlations.append(pearson_r(sim, real))
+        correlations.append(_defined_pearson_r(sim, real))
     return SeedSpread(tuple(mmrvs), tuple(correlations))
 
 
@@ -892,17 +1059,35 @@ def _policy_label(name: str, real_world_name: str | None, stand_in: bool) -> str
 def _estimate_cell(estimate: RateEstimate | None) -> str:
     if estimate is None:
         return "-"
-    return (f"{estimate.rate:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] "
-            f"(n={estimate.episodes}, {estimate.trials} trials)")
+    marker = "" if estimate.method == "cluster bootstrap" else "*"
+    independent = estimate.independent_episodes
+    repeats = f", {independent} independent" if independent is not None and independent < estimate.episodes else ""
+    return (f"{estimate.rate:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]{marker} "
+            f"(n={estimate.episodes}{repeats}, {estimate.trials} trials)")
 
 
-def _r_cell(value: Agreement) -> str:
+def _r_cell(value: Agreement, share: bool = True) -> str:
+    """r with its interval and (``share``) the share of draws where r is undefined; "undefined" where the rates
+    are constant on the data (SIMPLER's formula would print 0)."""
+    undefined = value.pearson_r_undefined_share
+    note = f" (undef. {undefined:.0%})" if share and undefined is not None else ""
     if value.pearson_r is None:
-        return "undefined"
-    return _metric_cell(value.pearson_r, value.pearson_r_interval) if value.pearson_r_interval else f"{value.pearson_r:.3f}"
+        return "undefined" + note
+    if value.pearson_r_interval is None:
+        return f"{value.pearson_r:.3f}" + note
+    return _metric_cell(value.pearson_r, value.pearson_r_interval) + note
 
 
-def _metric_cell(value: float, interval: tuple[float, float]) -> str:
+def _r_point(r: float | None, value: Agreement | None = None) -> str:
+    """An r without interval: "undefined" where it is (NaN, or None of an agreement that exists)."""
+    if r is None:
+        return "-" if value is None else "undefined"
+    return "undefined" if np.isnan(r) else f"{r:.3f}"
+
+
+def _metric_cell(value: float, interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return f"{value:.3f} (no interval: run incomplete)"
     return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 

@@ -90,6 +90,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Ray workers (default: one per GPU of the cluster, on CPU one per CPU)")
     parser.add_argument("--ray-gpus-per-worker", type=cli.non_negative_float, metavar="G",
                         help="GPUs per Ray worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--real-rates-exact", action="store_true",
+                        help="take the real-world table's rates as exact in the MMRV and Pearson r intervals (default: "
+                             "each bootstrap draw redraws them as Binomial(trials, rate) / trials from the table's "
+                             "trial counts, 27 per task in SIMPLER's)")
+    parser.add_argument("--real-episodes", metavar="FILE.csv",
+                        help="real-world episodes of some of the run's trials (CSV with the header "
+                             "policy,task,trial,outcome; see evaluation/real_episodes.py): the report estimates each "
+                             "policy's real success from all sim trials plus these paired real ones, and the real "
+                             "trials the simulator saves. Copied into the run folder; works with --report too")
     args = parser.parse_args(argv)
     if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
         parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
@@ -167,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         check_writable_folder(args.report, what=f"--report {args.report}", fix="copy the run folder somewhere "
                               "writable and pass that copy")
-        report = write_report(args.report)
+        report = write_report(args.report, real_rates_exact=args.real_rates_exact, real_episodes=args.real_episodes)
         print_outputs(Path(args.report), report)
         return
 
@@ -176,8 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     check_run_folder_available(run_dir)
     if args.preset == "tiny":
         check_data_root()  # the miniature and the tiny specialists live there
+    real_rows = None
+    if args.real_episodes:  # its form now, its policies and trials once the config is known: before any episode
+        from evaluation.real_episodes import match_real_episodes, parse_real_episodes
+
+        real_rows = parse_real_episodes(args.real_episodes)
     config, execution, miniature = build_config(args)
     check_local_inputs(config)
+    if real_rows is not None:
+        match_real_episodes(real_rows, config, args.real_episodes)
     changes = {key: value for key, value in (("num_envs", args.num_envs),
                                              ("vectorization_mode", args.vectorization),
                                              ("device", args.device), ("dtype", args.dtype),
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
 
         write_miniature_summary(miniature, run_dir)
     report_started = time.perf_counter()
-    report = write_report(run_dir)
+    report = write_report(run_dir, real_rates_exact=args.real_rates_exact, real_episodes=args.real_episodes)
     print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
           f"{time.perf_counter() - started:.0f} s")
     stages = {**({f"build {name}": seconds for name, seconds in miniature.seconds.items()} if miniature else {}),
@@ -299,16 +315,30 @@ def print_outputs(run_dir: Path, report) -> None:
         if value:
             metrics = (f"MAE {value.mae:.3f} [{value.mae_interval[0]:.3f}, {value.mae_interval[1]:.3f}]  "
                        if value.mae is not None else "")
-            metrics += f"MMRV {value.mmrv:.3f} [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]  "
+            metrics += f"MMRV {value.mmrv:.3f}" + (f" [{value.mmrv_interval[0]:.3f}, {value.mmrv_interval[1]:.3f}]"
+                                                   if value.mmrv_interval else "") + "  "
             metrics += ("Pearson r undefined (constant rates)" if value.pearson_r is None else
                         f"Pearson r {value.pearson_r:.3f}" + (f" [{value.pearson_r_interval[0]:.3f}, "
                                                               f"{value.pearson_r_interval[1]:.3f}]"
                                                               if value.pearson_r_interval else ""))
+            if value.pearson_r_undefined_share is not None:
+                metrics += f" (undefined in {value.pearson_r_undefined_share:.0%} of draws)"
         spread = domain.agreement_over_seeds.get("average")
         if spread:
-            metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, "
-                        f"r {spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f}")
+            r_spread = (f"r {spread.pearson_r_mean:.3f} +- {spread.pearson_r_sd:.3f}" if spread.defined_pearson_r
+                        else "r undefined")
+            undefined = len(spread.pearson_r) - len(spread.defined_pearson_r)
+            metrics += (f"  over seeds: MMRV {spread.mmrv_mean:.3f} +- {spread.mmrv_sd:.3f}, {r_spread}"
+                        + (f" (undefined at {undefined} seed(s))" if undefined and spread.defined_pearson_r else ""))
         print(f"  {domain.name:<36} {metrics}")
+    if report.real_success:
+        print("real success from sim plus paired real trials (prediction-powered; real only: Wilson):")
+        for entry in report.real_success:
+            e = entry.estimate
+            saved = "none" if e.trials_saved is None else str(e.trials_saved)
+            print(f"  {entry.domain:<24} {e.policy:<32} {e.estimate:.3f} [{e.interval[0]:.3f}, {e.interval[1]:.3f}]  "
+                  f"real only {e.real_rate:.3f} [{e.real_only_interval[0]:.3f}, {e.real_only_interval[1]:.3f}] "
+                  f"(n={e.real_trials})  real trials saved: {saved}")
     print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in {run_dir / 'plots'}")
 
 

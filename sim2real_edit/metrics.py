@@ -24,9 +24,13 @@ give equal intervals.
 Paired domains: where every domain (unedited, edited, ceiling, floor, ...) and the reference real world run
 the same trials at the same reset seeds (`PairedOutcomes`), `joint_bootstrap` draws one set of trial indices
 per draw (within open and within close trials) and applies it to every policy and every domain, so trial
-difficulty that sim and real share cancels. It reports per domain and column (`COLUMNS`) the MAE of the
+difficulty that sim and real share cancels. The reference is a domain of the same episodes or a table of rates measured
+elsewhere (the real-world table), whose rates each draw redraws as Binomial(trials, rate) / trials from the
+table's trial counts (or takes as exact, ``reference_exact``). It reports per domain and column (`COLUMNS`) the MAE of the
 per-policy rates, paired episode agreement, MMRV, Pearson r (undefined where rates are constant) and the
-ties behind MMRV, plus each domain's differences to a baseline domain over the same draws. `power_of_gap`
+ties behind MMRV, plus each domain's differences to a baseline domain over the same draws. `rate_interval` is
+the cluster bootstrap's interval of a rate, or an exact Clopper-Pearson one where that bootstrap is degenerate
+(0/n, n/n, every trial alike, one trial), so that no rate is reported as known exactly. `power_of_gap`
 simulates experiments from pilot data to say how many trials detect a domain that closes part of the gap.
 """
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy import stats
@@ -205,6 +210,67 @@ def cluster_bootstrap_ci(
     result = _percentile_bootstrap(samples, parsed.draw_rates, n_boot, alpha, seed)
     low, high = result.confidence_interval
     return float(low), float(high)
+
+
+def clopper_pearson(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) ``(low, high)`` interval of a binomial rate: 0 of 27 gives about
+    (0, 0.128). Fractional ``successes`` (a rate times its units) use the same beta quantiles."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(stats.beta.ppf(1 - alpha / 2, successes + 1, n - successes))
+    return low, high
+
+
+def wilson_interval(successes: float, n: float, alpha: float = 0.05) -> tuple[float, float]:
+    """The Wilson score ``(low, high)`` interval of a binomial rate (never collapses at 0/n or n/n)."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n > 0, got {successes} of {n}")
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    rate = successes / n
+    centre = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(rate * (1 - rate) / n + z**2 / (4 * n**2))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+@dataclass(frozen=True)
+class RateInterval:
+    """A success rate's interval and how it was formed: ``"cluster bootstrap"`` (trials resampled), or
+    ``"Clopper-Pearson"`` where the bootstrap is degenerate (see `rate_interval`) over ``units``."""
+
+    low: float
+    high: float
+    method: str
+    units: int
+
+
+def rate_interval(
+    strata: Sequence[TrialOutcomes], n_boot: int = 10_000, alpha: float = 0.05, seed: int = 0,
+    independent_episodes: int | None = None,
+) -> RateInterval:
+    """`trial_rate`'s interval: the cluster bootstrap (`cluster_bootstrap_ci`) where it can vary, else an exact
+    Clopper-Pearson interval, so that no rate is reported as known exactly.
+
+    The bootstrap is degenerate where every draw gives the same rate (0/n, n/n, or every trial alike) or a rate
+    group has one trial (nothing to resample). Clopper-Pearson then counts as units the trials (a trial's episodes
+    are correlated, so this is the cautious count), or, where a rate group has one trial, the episodes -
+    ``independent_episodes`` of them where given (episodes that repeat one another count once)."""
+    parsed = _Strata.parse(strata)
+    low, high = cluster_bootstrap_ci(strata, n_boot=n_boot, alpha=alpha, seed=seed)
+    single_trial = any(successes.size == 1 for successes in parsed.successes)
+    if low < high and not single_trial:
+        return RateInterval(low, high, "cluster bootstrap", sum(s.size for s in parsed.successes))
+    if single_trial:
+        units = int(sum(episodes.sum() for episodes in parsed.episodes))
+        if independent_episodes is not None:
+            units = max(1, min(units, int(independent_episodes)))
+    else:
+        units = int(sum(s.size for s in parsed.successes))
+    rate = parsed.rate
+    low, high = clopper_pearson(rate * units, units, alpha)
+    return RateInterval(low, high, "Clopper-Pearson", units)
 
 
 @dataclass(frozen=True)
@@ -493,6 +559,9 @@ class JointBootstrap:
     alpha: float
     trials: int
     episodes_per_policy: int
+    #: How the reference's rates vary over the draws: "paired episodes" (a domain, resampled with the trials),
+    #: "binomial" (a table, redrawn from its trial counts) or "exact" (a table taken as exact).
+    reference_draws: str = "paired episodes"
 
     def to_json(self) -> dict:
         return {
@@ -504,7 +573,47 @@ class JointBootstrap:
             "alpha": self.alpha,
             "trials": self.trials,
             "episodes_per_policy": self.episodes_per_policy,
+            "reference_draws": self.reference_draws,
         }
+
+
+class ReferenceRow(Protocol):
+    """A reference measured elsewhere: a policy's open and close rates and the trials behind each
+    (`sim2real_edit.real_world.RealWorldSuccess` is one)."""
+
+    open: float
+    close: float
+
+    def trials_for(self, task: str) -> int: ...
+
+
+def _table_rate_draws(
+    table: Mapping[str, ReferenceRow], policies: Sequence[str], n_boot: int, rng: np.random.Generator, exact: bool
+) -> dict[str, np.ndarray]:
+    """Per column, the table's rates (policies, 1 + n_boot): column 0 as given, the others redrawn as
+    Binomial(trials, rate) / trials per task (or as given, if ``exact``). The average column of a draw is formed
+    on the common denominator, so equal counts give bit-equal averages (ties stay ties)."""
+    missing = [policy for policy in policies if policy not in table]
+    if missing:
+        raise ValueError(f"the reference table has no rates for {missing}; add their rows or drop the policies")
+    given = {task: np.array([float(getattr(table[p], task)) for p in policies]) for task in _ACTIONS}
+    trials = {task: np.array([int(table[p].trials_for(task)) for p in policies]) for task in _ACTIONS}
+    for task in _ACTIONS:
+        if np.any((given[task] < 0) | (given[task] > 1)) or np.any(trials[task] < 1):
+            raise ValueError(f"reference {task} rates must lie in [0, 1] and rest on at least 1 trial each")
+    given["average"] = (given["open"] + given["close"]) / 2
+    if exact:  # every draw is the data as given, bit for bit
+        drawn = {column: np.repeat(given[column][:, None], n_boot, axis=1) for column in COLUMNS}
+    else:
+        counts = {task: rng.binomial(trials[task][:, None], given[task][:, None], size=(len(policies), n_boot))
+                  for task in _ACTIONS}
+        n_open, n_close = trials["open"][:, None], trials["close"][:, None]
+        drawn = {
+            "open": counts["open"] / n_open,
+            "close": counts["close"] / n_close,
+            "average": (counts["open"] * n_close + counts["close"] * n_open) / (2 * n_open * n_close),
+        }
+    return {column: np.concatenate([given[column][:, None], drawn[column]], axis=1) for column in COLUMNS}
 
 
 def _stratified_trial_weights(
@@ -561,10 +670,13 @@ def _interval(bounds: np.ndarray, *index: int) -> Interval | None:
 def joint_bootstrap(
     paired: PairedOutcomes,
     reference: str = "real",
-    baseline: str = "unedited",
+    baseline: str | None = "unedited",
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
+    *,
+    reference_table: Mapping[str, ReferenceRow] | None = None,
+    reference_exact: bool = False,
 ) -> JointBootstrap:
     """Every domain's agreement with ``reference`` and its differences to ``baseline``, with percentile
     intervals from one joint trial bootstrap.
@@ -574,11 +686,22 @@ def joint_bootstrap(
     difficulty shared by sim and real cancels instead of widening the intervals. Per draw and column:
     per-policy rates, |rate - reference rate| and their mean over policies (MAE), the share of paired
     episodes (trial, seed) with the reference's outcome (average column: the mean of open and close),
-    MMRV and Pearson r against the reference's rates of that draw. Values are on the data as given."""
+    MMRV and Pearson r against the reference's rates of that draw. Values are on the data as given.
+
+    The reference is either a domain of ``paired`` (its episodes resampled with the rest) or, with
+    ``reference_table``, rates measured elsewhere (policy -> a row with ``open``, ``close`` and
+    ``trials_for(task)``, e.g. `sim2real_edit.real_world.RealWorldSuccess`) named ``reference``. Each draw then
+    redraws every policy's table rates as Binomial(trials, rate) / trials (independently of the trial
+    resampling and of each other: the real trials are other episodes), unless ``reference_exact``, which takes
+    them as exact. A table reference has no paired episodes, so episode agreement is NaN (interval None).
+    ``baseline=None``: no differences."""
     domains = paired.domains
-    for role, name in (("reference", reference), ("baseline", baseline)):
-        if name not in domains:
-            raise ValueError(f"{role} domain {name!r} is not among the outcomes' domains {list(domains)}")
+    if reference_table is None and reference not in domains:
+        raise ValueError(f"reference domain {reference!r} is not among the outcomes' domains {list(domains)}")
+    if reference_table is not None and reference in domains:
+        raise ValueError(f"the table reference {reference!r} has the name of a domain; name it otherwise")
+    if baseline is not None and baseline not in domains:
+        raise ValueError(f"baseline domain {baseline!r} is not among the outcomes' domains {list(domains)}")
     if reference == baseline:
         raise ValueError(f"reference and baseline must differ; both are {reference!r}")
     if n_boot < 1:
@@ -588,18 +711,28 @@ def joint_bootstrap(
 
     policies = paired.policies
     outcomes = paired.stacked().astype(np.int64)  # (domains, policies, trials, repeats)
-    reference_index, baseline_index = domains.index(reference), domains.index(baseline)
     repeats = paired.repeats
-    weights = _stratified_trial_weights(paired.trial_actions, n_boot, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    weights = _stratified_trial_weights(paired.trial_actions, n_boot, rng)
 
     # Every array below has draws on its last axis (or second last, before policies); index 0 is the data.
     rates = _column_rates(outcomes.sum(axis=-1), weights, repeats)  # column -> (domains, policies, draws)
-    same_as_reference = (outcomes == outcomes[reference_index]).sum(axis=(1, 3))  # (domains, trials)
-    agreement = {
-        action: same_as_reference @ weights[action].T / (weights[action][0].sum() * repeats * len(policies))
-        for action in _ACTIONS
-    }
-    agreement["average"] = (agreement["open"] + agreement["close"]) / 2
+    if reference_table is None:
+        reference_index = domains.index(reference)
+        same_as_reference = (outcomes == outcomes[reference_index]).sum(axis=(1, 3))  # (domains, trials)
+        agreement = {
+            action: same_as_reference @ weights[action].T / (weights[action][0].sum() * repeats * len(policies))
+            for action in _ACTIONS
+        }
+        agreement["average"] = (agreement["open"] + agreement["close"]) / 2
+    else:
+        # The table's rates (drawn after the trial weights, so exact and binomial runs share the sim draws) go in
+        # as one more row of every rate array, after the domains.
+        table_rates = _table_rate_draws(reference_table, policies, n_boot, rng, exact=reference_exact)
+        rates = {column: np.concatenate([rates[column], table_rates[column][None]]) for column in COLUMNS}
+        reference_index = len(domains)
+        agreement = dict.fromkeys(COLUMNS, np.full((len(domains) + 1, n_boot + 1), np.nan))
+    baseline_index = None if baseline is None else domains.index(baseline)
 
     metrics: dict[
         str, dict[str, np.ndarray]
@@ -661,7 +794,7 @@ def joint_bootstrap(
 
     compared = [d for d, domain in enumerate(domains) if domain not in (reference, baseline)]
     differences = []
-    for metric in _DIFFERENCE_METRICS:
+    for metric in _DIFFERENCE_METRICS if baseline_index is not None else ():
         for column in COLUMNS:
             gaps = metrics[column][metric][compared] - metrics[column][metric][baseline_index]
             gap_bounds = _percentile_intervals(gaps[:, 1:], alpha)
@@ -682,6 +815,8 @@ def joint_bootstrap(
         alpha=alpha,
         trials=len(paired.trial_actions),
         episodes_per_policy=len(paired.trial_actions) * repeats,
+        reference_draws=("paired episodes" if reference_table is None else "exact" if reference_exact
+                         else "binomial"),
     )
 
 

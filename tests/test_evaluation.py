@@ -38,7 +38,7 @@ from evaluation.runner import (
 )
 from policies.base import PolicyStep
 from policies.scripted import ScriptedDrawerPolicy
-from sim2real_edit.metrics import agreement_bootstrap, cluster_bootstrap_ci, mmrv, pearson_r
+from sim2real_edit.metrics import PairedOutcomes, joint_bootstrap, mmrv, pearson_r, rate_interval
 from sim2real_edit.real_world import real_world_success
 
 pytestmark = pytest.mark.usefixtures("tiny_base")  # the tiny preset's base: the session's small build
@@ -316,6 +316,16 @@ def test_report_metrics_equal_the_metrics_of_the_database_rates(graded_run):
         keys = sorted({(e.task, e.pose) for e in episodes if e.policy == policy and e.action == action})
         return [[e.success for e in episodes if e.policy == policy and (e.task, e.pose) == key] for key in keys]
 
+    # One joint bootstrap over the policies' trials, the table's rates redrawn from their 27 trials each.
+    config = ResultStore.open(run_dir).config
+    outcomes = {policy: np.array([[e.success for e in episodes if e.policy == policy and (e.task, e.pose) ==
+                                   (trial.task.name, trial.pose)] for trial in config.trial_list()], dtype=float)
+                for policy in stands_in_for}
+    joint = joint_bootstrap(
+        PairedOutcomes(tuple(trial.task.action for trial in config.trial_list()), {"unedited": outcomes}),
+        reference="table", baseline=None, n_boot=10_000, seed=0,
+        reference_table={policy: table[name] for policy, name in stands_in_for.items()})
+    assert joint.reference_draws == "binomial"
     for column in ("open", "close", "average"):
         sim, real, strata = {}, {}, {}
         for policy, real_name in stands_in_for.items():
@@ -327,18 +337,22 @@ def test_report_metrics_equal_the_metrics_of_the_database_rates(graded_run):
         agreement = domain["agreement"][column]
         assert agreement["mmrv"] == pytest.approx(mmrv(sim, real), abs=1e-12)
         assert agreement["pearson_r"] == pytest.approx(pearson_r(sim, real), abs=1e-12)
-        intervals = agreement_bootstrap(strata, real, n_boot=10_000, seed=0)
+        intervals = joint.domains["unedited"].columns[column]
         assert agreement["mmrv_interval"] == pytest.approx(list(intervals.mmrv_interval))
         assert agreement["pearson_r_interval"] == pytest.approx(list(intervals.pearson_r_interval))
+        assert agreement["pearson_r_undefined_share"] == intervals.pearson_r_undefined_share
+        assert agreement["reference_draws"] == "binomial"
         reported = {r["policy"]: r[column]["rate"] for r in domain["rates"]}
         assert reported == pytest.approx(sim)
         for rates in domain["rates"]:
-            assert (rates[column]["low"], rates[column]["high"]) == pytest.approx(
-                cluster_bootstrap_ci(strata[rates["policy"]], n_boot=10_000, seed=0))
+            interval = rate_interval(strata[rates["policy"]], n_boot=10_000, seed=0)
+            assert (rates[column]["low"], rates[column]["high"], rates[column]["method"]) == (
+                pytest.approx(interval.low), pytest.approx(interval.high), interval.method)
     low, high = domain["rates"][1]["open"]["low"], domain["rates"][1]["open"]["high"]
     assert low < domain["rates"][1]["open"]["rate"] < high
     assert domain["rates"][1]["open"]["trials"] == 9 and domain["rates"][1]["average"]["trials"] == 18
     cells = [f"{agreement[name]:.3f} [{agreement[name + '_interval'][0]:.3f}, {agreement[name + '_interval'][1]:.3f}]"
+             + (f" (undef. {agreement['pearson_r_undefined_share']:.0%})" if name == "pearson_r" else "")
              for agreement in (domain["agreement"][column] for column in ("average", "open", "close"))
              for name in ("mmrv", "pearson_r")]
     row = f"| unedited | {domain['episodes']} | " + " | ".join(cells) + " |"

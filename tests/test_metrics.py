@@ -124,8 +124,24 @@ def test_real_world_table_errors_name_the_fix(tmp_path):
         real_world_success(tmp_path / "absent.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("policies:\n  RT-1-X: {open: 0.5}\n")
-    with pytest.raises(ValueError, match="lacks \\['close', 'trials'\\]"):
+    with pytest.raises(ValueError, match="lacks \\['close'\\]"):
         real_world_success(broken)
+    broken.write_text("policies:\n  RT-1-X: {open: 0.5, close: 0.5, trials: {open: 27}}\n")
+    with pytest.raises(ValueError, match="must name open and close.*trials: 27"):
+        real_world_success(broken)
+    broken.write_text("policies:\n  RT-1-X: {open: 0.5, close: 0.5, trials: 0}\n")
+    with pytest.raises(ValueError, match="whole number >= 1, got 0"):
+        real_world_success(broken)
+
+
+def test_real_world_trial_counts_default_to_simplers_and_may_differ_by_task(tmp_path):
+    table = tmp_path / "table.yaml"
+    table.write_text("policies:\n  a: {open: 0.5, close: 0.25}\n  b: {open: 0.1, close: 0.2, trials: {open: 10, close: 20}}\n"
+                     "  c: {open: 0.5, close: 0.5, trials: 54}\n")
+    rows = real_world_success(table)
+    assert (rows["a"].trials_for("open"), rows["a"].trials_for("close")) == (27, 27)
+    assert (rows["b"].trials_for("open"), rows["b"].trials_for("close")) == (10, 20)
+    assert (rows["c"].trials_for("open"), rows["c"].trials_for("close")) == (54, 54)
 
 
 def test_cluster_bootstrap_resamples_trials_not_episodes():
