@@ -349,6 +349,9 @@ class Report:
             "claim": [link.to_json() for link in self.claim()],
             "real_episodes_file": self.real_episodes_file,
             "real_success": [entry.to_json() for entry in self.real_success],
+            "real_trials_saved": {view: {"policies_claimed": sum(count is not None for count in counts),
+                                         "policies": len(counts), "trials": sum(count or 0 for count in counts)}
+                                  for view, counts in self.real_trials_saved().items()},
             "miniature": self.miniature,
         }
 
@@ -380,7 +383,19 @@ class Report:
                 f"{e.estimate:.3f} [{e.interval[0]:.3f}, {e.interval[1]:.3f}]{marker} | "
                 f"{e.real_rate:.3f} [{e.real_only_interval[0]:.3f}, {e.real_only_interval[1]:.3f}] | {e.sim_rate:.3f} | "
                 f"{e.rectifier:+.3f} | {e.sim_trials} / {e.real_trials} | {saved} |")
+        lines += ["", "Real trials saved per view, summed over its policies (claimed savings only):", "",
+                  "| view | policies with a claimed saving | real trials saved |", "| --- | ---: | ---: |"]
+        for view, saved_counts in self.real_trials_saved().items():
+            lines.append(f"| {view} | {sum(count is not None for count in saved_counts)} of {len(saved_counts)} | "
+                         f"{sum(count or 0 for count in saved_counts)} |")
         return [*lines, ""]
+
+    def real_trials_saved(self) -> dict[str, list[int | None]]:
+        """Each view's claimed real-trial savings, one entry per policy (None: none claimed)."""
+        saved: dict[str, list[int | None]] = {}
+        for entry in self.real_success:
+            saved.setdefault(entry.domain, []).append(entry.estimate.trials_saved)
+        return saved
 
     def _paired_markdown(self) -> list[str]:
         """The paired section: per domain MAE, episode agreement, MMRV and r against the run's real world, what

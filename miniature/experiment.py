@@ -419,9 +419,45 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
     return path
 
 
+#: The real world's episodes of every third trial (in protocol order: 18 of 54, open and close alike) are given to
+#: the report as the few paired real trials of a prediction-powered estimate (`evaluation.real_episodes`), so it
+#: can say how many real trials each simulator saves. Fixed before any run, not chosen on results.
+REAL_TRIAL_STRIDE = 3
+
+
+def write_real_episode_sample(run_dir: Path) -> Path | None:
+    """`RUN_DIR/real_episodes.csv` from the run's real-world episodes of every `REAL_TRIAL_STRIDE`-th trial;
+    None (nothing written) if the run has no real-world domain or misses any of those episodes."""
+    import csv
+    import io
+
+    from evaluation.config import REAL
+    from evaluation.real_episodes import CSV_COLUMNS, REAL_EPISODES_CSV
+    from evaluation.results import ResultStore
+
+    store = ResultStore.open(run_dir)
+    config = store.config
+    if REAL not in config.domains:
+        return None
+    chosen = {trial.key for trial in config.trial_list()[::REAL_TRIAL_STRIDE]}
+    real = [e for e in store.episodes() if e.domain == REAL and f"{e.task}/{e.pose}" in chosen]
+    if len(real) != len(chosen) * len(config.policies) * config.seeds * len(config.urdf_versions):
+        return None
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows((e.policy, e.task, e.pose, int(e.success)) for e in real)
+    path = Path(run_dir) / REAL_EPISODES_CSV
+    write_text_atomically(path, text.getvalue())
+    return path
+
+
 def write_miniature_summary(miniature: Miniature, run_dir: Path) -> Path:
-    """`RUN_DIR/miniature.json` (read by the report) and the side-by-side figure in `RUN_DIR/plots`."""
+    """`RUN_DIR/miniature.json` (read by the report), the side-by-side figure in `RUN_DIR/plots` and the real
+    world's sample of paired real episodes (`write_real_episode_sample`)."""
     from evaluation.report import MINIATURE_JSON, PLOTS_DIR
+
+    write_real_episode_sample(run_dir)
 
     summary = miniature.to_json()
     if miniature.specialist is not None:
