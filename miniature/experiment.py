@@ -419,15 +419,29 @@ def write_side_by_side(miniature: Miniature, path: Path, poses: tuple[str, ...] 
     return path
 
 
-#: The real world's episodes of every third trial (in protocol order: 18 of 54, open and close alike) are given to
-#: the report as the few paired real trials of a prediction-powered estimate (`evaluation.real_episodes`), so it
-#: can say how many real trials each simulator saves. Fixed before any run, not chosen on results.
-REAL_TRIAL_STRIDE = 3
+#: The real world's episodes of a random third of the trials (a third of each task's, drawn with a fixed seed: 18
+#: of 54) are given to the report as the few paired real trials of a prediction-powered estimate
+#: (`evaluation.real_episodes`), so it can say how many real trials each simulator saves. The paired trials must
+#: be a random sample of the sim's trials for the estimate to be unbiased: a fixed pattern (every third pose)
+#: would pick one start pose of each row.
+REAL_TRIAL_SHARE = 1 / 3
+REAL_TRIAL_SEED = 0
+
+
+def real_trial_sample(trials: list) -> list:
+    """A third of each task's trials, drawn at random with `REAL_TRIAL_SEED`, in protocol order."""
+    rng = np.random.default_rng(REAL_TRIAL_SEED)
+    chosen = []
+    for task in dict.fromkeys(trial.task.name for trial in trials):
+        of_task = [trial for trial in trials if trial.task.name == task]
+        count = max(1, round(len(of_task) * REAL_TRIAL_SHARE))
+        chosen += [of_task[i] for i in sorted(rng.choice(len(of_task), size=count, replace=False))]
+    return [trial for trial in trials if trial in chosen]
 
 
 def write_real_episode_sample(run_dir: Path) -> Path | None:
-    """`RUN_DIR/real_episodes.csv` from the run's real-world episodes of every `REAL_TRIAL_STRIDE`-th trial;
-    None (nothing written) if the run has no real-world domain or misses any of those episodes."""
+    """`RUN_DIR/real_episodes.csv` from the run's real-world episodes of `real_trial_sample`'s trials; None
+    (nothing written) if the run has no real-world domain or misses any of those episodes."""
     import csv
     import io
 
@@ -439,7 +453,7 @@ def write_real_episode_sample(run_dir: Path) -> Path | None:
     config = store.config
     if REAL not in config.domains:
         return None
-    chosen = {trial.key for trial in config.trial_list()[::REAL_TRIAL_STRIDE]}
+    chosen = {trial.key for trial in real_trial_sample(config.trial_list())}
     real = [e for e in store.episodes() if e.domain == REAL and f"{e.task}/{e.pose}" in chosen]
     if len(real) != len(chosen) * len(config.policies) * config.seeds * len(config.urdf_versions):
         return None

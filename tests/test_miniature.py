@@ -104,12 +104,12 @@ def test_the_first_run_says_where_its_time_went(miniature_run):
 
 def test_the_run_keeps_a_sample_of_real_episodes_for_the_real_success_estimates(miniature_run):
     from evaluation.results import ResultStore
-    from miniature.experiment import REAL_TRIAL_STRIDE
+    from miniature.experiment import real_trial_sample
 
     config = ResultStore.open(miniature_run["run"]).config
     lines = (miniature_run["run"] / "real_episodes.csv").read_text().splitlines()
     assert lines[0] == "policy,task,trial,outcome"
-    chosen = config.trial_list()[::REAL_TRIAL_STRIDE]
+    chosen = real_trial_sample(config.trial_list())
     assert len(lines) - 1 == len(chosen) * len(config.policies) * config.seeds
     assert {tuple(line.split(",")[1:3]) for line in lines[1:]} == {(t.task.name, t.pose) for t in chosen}
     real = {(e.policy, e.task, e.pose): int(e.success) for e in ResultStore.open(miniature_run["run"]).episodes()
