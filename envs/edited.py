@@ -422,9 +422,12 @@ class EditedVectorEnv(_VectorWrapper):
                 self._cabinet_ids = list(self.env.call("cabinet_ids"))
             segmentations = obs["image"][self.camera]["Segmentation"]
             masks = np.stack([cabinet_mask(segmentations[i], self._cabinet_ids[i]) for i in active])
-        edited = np.array(frames, copy=True)
-        if len(active):
-            edited[active] = self.editor.edit(frames[active], [self._seeds[i] for i in active], masks)
+        if len(active) == self.num_envs:
+            edited = self.editor.edit(frames, self._seeds, masks)
+        else:  # finished episodes keep their rendered frames
+            edited = np.array(frames, copy=True)
+            if len(active):
+                edited[active] = self.editor.edit(frames[active], [self._seeds[i] for i in active], masks)
         info = {**info, "unedited_rgb": frames, "edit_seed": np.array(self._seeds)}
         return _with_camera_rgb(obs, self.camera, edited), info
 

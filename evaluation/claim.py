@@ -52,6 +52,14 @@ class ClaimLink:
         return {True: "holds", False: "FAILS", None: "finding"}[self.holds]
 
 
+def totals_by_method(cards: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Scorecard totals grouped by method, training seeds pooled ("trained (seed 1)" counts as "trained")."""
+    totals: dict[str, list[float]] = {}
+    for card in cards:
+        totals.setdefault(re.sub(r" \(seed \d+\)$", "", card["method"]), []).append(card["total"])
+    return totals
+
+
 def _find(differences: Sequence[DifferenceLike], domain: str, metric: str) -> DifferenceLike | None:
     return next((d for d in differences if d.domain == domain and d.metric == metric and d.column == "average"),
                 None)
@@ -131,10 +139,7 @@ def claim_links(
             (f"MAE crop {mae[crop][0]:.3f}, colour transfer {mae[transfer][0]:.3f} (closes "
              f"{closed(transfer)} of the gap); crop - colour transfer {_cell(versus)}: {outcome}"),
         ))
-    tested = [card for card in scorecards if card.get("split") == "test"]
-    totals: dict[str, list[float]] = {}
-    for card in tested:
-        totals.setdefault(re.sub(r" \(seed \d+\)$", "", card["method"]), []).append(card["total"])
+    totals = totals_by_method([card for card in scorecards if card.get("split") == "test"])
     if "trained" in totals:
         trained = totals["trained"]
         rivals = {name: values for name, values in totals.items() if name != "trained"}

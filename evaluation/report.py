@@ -36,7 +36,7 @@ from sim2real_edit.metrics import (
 )
 from sim2real_edit.real_world import RealWorldSuccess, real_world_success
 
-from .claim import ClaimLink, claim_links, claim_markdown
+from .claim import ClaimLink, claim_links, claim_markdown, totals_by_method
 from .config import (
     CEILING,
     COLOUR_TRANSFER,
@@ -1042,10 +1042,7 @@ def _scorecard_row(card: dict[str, Any]) -> str:
 
 def _over_training_seeds(cards: list[dict[str, Any]]) -> list[str]:
     """Mean and spread of the trained and control totals over training seeds, beside identity and untrained."""
-    groups: dict[str, list[float]] = {}
-    for card in cards:
-        method = re.sub(r" \(seed \d+\)$", "", card["method"])
-        groups.setdefault(method, []).append(card["total"])
+    groups = totals_by_method(cards)
     if all(len(totals) < 2 for totals in groups.values()):
         return []
     cells = [f"{method} {np.mean(totals):.3f} +- {_sample_sd(tuple(totals)):.3f} (n={len(totals)})"
