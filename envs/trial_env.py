@@ -33,6 +33,24 @@ from .protocol import (
 BACKENDS = ("standin", "simpler")
 
 
+def reset_seed_changes_episode(backend: str, appearance: str = "sim", config: Any = None) -> bool:
+    """Whether an episode of a trial can differ between reset seeds when the policy's actions are the same.
+
+    SIMPLER: no. Each of our envs is made for one task (a one-drawer env class) with the trial's start pose,
+    background overlay and robot URDF given as options, so its reset draws nothing from the seed, and SAPIEN's
+    physics and rasteriser repeat themselves (checked on the real SIMPLER in tests/test_simpler_integration.py).
+    The stand-in: the seed jitters the gripper's start (``DrawerStandInConfig.tcp_start_jitter``) and fixes the
+    sensor noise of every look but ``"sim"``; with no jitter, its ``"sim"`` look depends on the actions alone.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "simpler":
+        return False
+    from .standin import DrawerStandInConfig
+
+    return appearance != "sim" or (config or DrawerStandInConfig()).tcp_start_jitter > 0
+
+
 def parse_trial(value: Trial | str) -> Trial:
     if isinstance(value, Trial):
         return value
@@ -120,6 +138,11 @@ class DrawerTrialEnv(gym.Env):
         qpos = self.drawer_qpos()
         return {**info, "trial": self.trial.key, "urdf_version": self.urdf_version, "drawer_qpos": qpos,
                 "success": self.trial.task.is_success(qpos)}
+
+    def reset_seed_changes_episode(self) -> bool:
+        """See the module function `reset_seed_changes_episode`."""
+        return reset_seed_changes_episode(self.backend, self.backend_kwargs.get("appearance", "sim"),
+                                          self.backend_kwargs.get("config"))
 
     def get_language_instruction(self) -> str:
         return self._env.unwrapped.get_language_instruction()

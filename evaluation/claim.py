@@ -71,7 +71,9 @@ def _cell(difference: DifferenceLike | None) -> str:
     if difference.interval is None:
         return f"{difference.value:+.3f}"
     low, high = difference.interval
-    return f"{difference.value:+.3f} [{low:+.3f}, {high:+.3f}]"
+    undefined = getattr(difference, "undefined_share", 0.0)
+    note = f" (r undefined in {undefined:.0%} of draws)" if undefined > 0 else ""
+    return f"{difference.value:+.3f} [{low:+.3f}, {high:+.3f}]{note}"
 
 
 def _excludes_zero_below(difference: DifferenceLike | None) -> bool:

@@ -114,6 +114,9 @@ class EvalConfig:
     edit_steps: int | None = None  # denoising steps per edit; None: the env's default (paper: 20)
     edit_short_side: int | None = None  # frames are edited at this short side; None: the env's default (256)
     standin_camera: tuple[int, int] | None = None  # stand-in only: (width, height), SIMPLER's field of view
+    # Stand-in only: the gripper's start jitter (m) drawn from the reset seed; None: the stand-in's default. At 0
+    # its unedited episodes depend on the policy alone, as SIMPLER's do (see evaluation.repeats).
+    standin_start_jitter: float | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)  # JSON values for the simulator (e.g. shader_dir)
     sentence_encoder: str | None = None  # RT-1: TF-Hub URL or folder; None: policies.sentence_encoder's
     action_scale: float = 1.0  # RT-1
@@ -175,15 +178,20 @@ class EvalConfig:
                 f"max_episode_steps must lie in [1, {MAX_EPISODE_STEPS}] (the simulator's time limit), "
                 f"got {self.max_episode_steps}"
             )
-        if self.standin_camera is not None and self.preset != "tiny":
-            raise ValueError("standin_camera sets the stand-in's camera; it has no effect on SIMPLER, drop it")
+        for name in ("standin_camera", "standin_start_jitter"):
+            if getattr(self, name) is not None and self.preset != "tiny":
+                raise ValueError(f"{name} sets the CPU stand-in (--preset tiny); it has no effect on SIMPLER, drop it")
+        if self.standin_start_jitter is not None and not 0 <= self.standin_start_jitter <= 0.1:
+            raise ValueError(f"standin_start_jitter is the gripper's start jitter in metres, in [0, 0.1]; got "
+                             f"{self.standin_start_jitter!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples as lists)."""
         values = json.loads(json.dumps(asdict(self)))
         # Left out when unset, so that configs written before these fields existed keep their hash.
-        if values["real_world_table"] is None:
-            del values["real_world_table"]
+        for name in ("real_world_table", "standin_start_jitter"):
+            if values[name] is None:
+                del values[name]
         if not values["artefacts"]:
             del values["artefacts"]
         return values
@@ -225,13 +233,23 @@ class EvalConfig:
             options["num_steps"] = self.edit_steps
         if self.edit_short_side is not None:
             options["short_side"] = self.edit_short_side
-        if self.standin_camera is not None:
+        if self.standin_camera is not None or self.standin_start_jitter is not None:
             from envs.standin import DrawerStandInConfig
 
-            width, height = self.standin_camera
-            focal_length = _SIMPLER_FOCAL_LENGTH * width / _SIMPLER_IMAGE_WIDTH
-            options["config"] = DrawerStandInConfig(image_width=width, image_height=height, focal_length=focal_length)
+            standin: dict[str, Any] = {}
+            if self.standin_camera is not None:
+                width, height = self.standin_camera
+                focal_length = _SIMPLER_FOCAL_LENGTH * width / _SIMPLER_IMAGE_WIDTH
+                standin.update(image_width=width, image_height=height, focal_length=focal_length)
+            if self.standin_start_jitter is not None:
+                standin["tcp_start_jitter"] = float(self.standin_start_jitter)
+            options["config"] = DrawerStandInConfig(**standin)
         return options
+
+    @property
+    def backend(self) -> str:
+        """The simulator: the CPU stand-in for the tiny preset, SIMPLER otherwise."""
+        return "standin" if self.preset == "tiny" else "simpler"
 
 
 @dataclass(frozen=True)
@@ -244,6 +262,9 @@ class ExecutionOptions:
     dtype: str | None = None  # of the editing specialists; None: float16 on CUDA, float32 on CPU
     torch_threads: int | None = None  # torch.set_num_threads for the run; None leaves torch's default
     progress: bool = True
+    # Store the episodes that repeat their seed-0 twin exactly as its copies instead of running them
+    # (evaluation.repeats); False runs every seed, e.g. to check that claim on a simulator.
+    run_repeats_once: bool = True
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:

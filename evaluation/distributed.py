@@ -43,6 +43,7 @@ from .runner import (
     plan_units,
     run_batch,
     store_episode,
+    store_repeats,
 )
 
 logger = logging.getLogger(__name__)
@@ -192,12 +193,15 @@ class RayEvaluation:
         started = time.perf_counter()
         # The driver holds the folder's lock for the whole run: it is the database's only writer.
         with claim_run_folder(self.run_dir, self.config) as store:
-            units = plan_units(self.config, store.done_keys(), self.options.num_envs)
+            done = store.done_keys()
+            units = plan_units(self.config, done, self.options.num_envs, self.options.run_repeats_once)
             self.progress = RayProgress(units=len(units))
             to_run = sum(len(unit.episodes) for unit in units)
-            already_done = self.config.expected_episodes() - to_run
+            already_done = len(done)
             if not units:
-                return RaySummary(self.run_dir, 0, already_done, time.perf_counter() - started)
+                copied = store_repeats(store, self.config, on_episode=on_episode)
+                return RaySummary(self.run_dir, 0, already_done, time.perf_counter() - started,
+                                  episodes_copied=copied)
             if already_done:
                 logger.info("%d of %d episodes already in %s; running the other %d on Ray",
                             already_done, self.config.expected_episodes(), store.path, to_run)
@@ -213,9 +217,12 @@ class RayEvaluation:
                 self._stop_workers(ray)
                 if started_ray:
                     ray.shutdown()
+            # The driver copies the repeats once their seed-0 twins are stored (workers never see them).
+            copied = store_repeats(store, self.config, on_episode=on_episode)
         counts = asdict(self.progress)
         stored = counts.pop("episodes_stored")
-        return RaySummary(self.run_dir, stored, already_done, time.perf_counter() - started, **counts)
+        return RaySummary(self.run_dir, stored, already_done, time.perf_counter() - started,
+                          episodes_copied=copied, **counts)
 
     def _start_worker(self, ray, name: str, policy_names: list[str], gpus: float) -> Any:
         env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}

@@ -63,6 +63,15 @@ def _row(tree: Any, index: int) -> Any:
     return tree[index : index + 1]
 
 
+def is_deterministic(spec: PolicySpec) -> bool:
+    """Whether the policy of ``spec`` acts the same on the same observations whatever its episode seed: RT-1
+    (the most likely action token) and the CNN policies (no sampling) do; a scripted policy does at skill 1, where
+    it never misreads the instruction or gets distracted (`policies.scripted`)."""
+    if spec.kind in (RT1, CNN):
+        return True
+    return float(spec.skill) == 1.0
+
+
 def load_policy(spec: PolicySpec, config: EvalConfig) -> Policy:
     """The policy of ``spec``; RT-1 checkpoints load with the config's sentence encoder and action scale."""
     if spec.kind == CNN:

@@ -49,7 +49,7 @@ from .config import (
     EvalConfig,
 )
 from .real_episodes import REAL_EPISODES_CSV, RealSuccessEntry, read_real_episodes, real_success_entries
-from .repeats import DETERMINISTIC_DOMAINS, independent_episodes
+from .repeats import SEED_FREE_DOMAINS, independent_episodes, simulator_ignores_seed
 from .results import EpisodeResult, ResultStore, write_text_atomically
 
 COLUMNS = ("open", "close", "average")
@@ -156,6 +156,7 @@ class Difference:
     column: str
     value: float | None
     interval: tuple[float, float] | None
+    undefined_share: float = 0.0  # pearson_r: the draws where either r is undefined (the interval leaves them out)
 
 
 @dataclass(frozen=True)
@@ -444,14 +445,18 @@ class Report:
         averages = [d for d in self.differences if d.column == "average"]
         if averages:
             lines += ["", (f"Differences versus `{averages[0].versus}` (avg column; negative MAE/MMRV and positive r "
-                           "are better; an interval that excludes 0 is a difference the data can tell):"), "",
+                           "are better; an interval that excludes 0 is a difference the data can tell; an r difference's interval "
+                           "leaves out the draws where either r is undefined, `undef.` gives their share):"), "",
                       "| domain | MAE | MMRV | r |", "| --- | ---: | ---: | ---: |"]
             for name in dict.fromkeys(d.domain for d in averages):
                 cells = []
                 for metric in ("mae", "mmrv", "pearson_r"):
                     found = next((d for d in averages if d.domain == name and d.metric == metric), None)
-                    cells.append("-" if found is None or found.value is None else
-                                 _metric_cell(found.value, found.interval) if found.interval else f"{found.value:+.3f}")
+                    cell = ("-" if found is None or found.value is None else
+                            _metric_cell(found.value, found.interval) if found.interval else f"{found.value:+.3f}")
+                    if found is not None and found.undefined_share > 0:
+                        cell += f" (undef. {found.undefined_share:.0%})"
+                    cells.append(cell)
                 lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return [*lines, ""]
 
@@ -577,11 +582,12 @@ class Report:
                     + " | ".join(_estimate_cell(rates.estimate(column)) for column in COLUMNS)
                     + f" | {real_cell} |"
                 )
-            if domain.domain in DETERMINISTIC_DOMAINS and config.seeds > 1:
+            if domain.domain in SEED_FREE_DOMAINS and config.seeds > 1 and simulator_ignores_seed(config):
                 counts = [(rates.policy, rates.average) for rates in domain.rates if rates.average is not None]
-                lines += ["", (f"Independent episodes per policy ({domain.name} is deterministic: a policy's episodes "
-                               "of one trial that repeat the same outcome, steps and final drawer opening at several "
-                               "seeds count once): " + "; ".join(
+                lines += ["", (f"Independent episodes per policy ({domain.name} depends on the simulator's state "
+                               "alone, and the simulator ignores the reset seed: a deterministic policy's episodes "
+                               "of one trial repeat at every seed; they are run once, the other seeds stored as "
+                               "copies that count zero): " + "; ".join(
                                    f"{policy} {estimate.independent_episodes} of {estimate.episodes}"
                                    for policy, estimate in counts) + ".")]
             if domain.rates_by_urdf_version:
@@ -619,14 +625,14 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
             continue
         view_episodes.append((name, domain, chosen))
         by_policy = {policy: [e for e in chosen if e.policy == policy] for policy in real_names}
-        rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha)
+        rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha, config)
                       for policy in real_names)
         agreement = dict.fromkeys(COLUMNS)  # measured below, against the table or the run's real-world domain
         by_urdf = {}
         if len(config.urdf_versions) > 1:
             by_urdf = {urdf: tuple(_policy_rates(policy, real_names[policy],
                                                  [e for e in by_policy[policy] if e.urdf_version == urdf],
-                                                 n_boot, alpha) for policy in real_names)
+                                                 n_boot, alpha, config) for policy in real_names)
                        for urdf in config.urdf_versions}
         over_seeds = {}
         if config.seeds > 1 and REAL not in config.domains:
@@ -688,8 +694,8 @@ def _add_paired_agreement(report: Report, episodes: list[EpisodeResult], n_boot:
 
 
 def _differences(joint) -> list[Difference]:
-    return [Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval)
-            for d in joint.differences]
+    return [Difference(d.domain, d.versus, d.metric, d.column, None if np.isnan(d.value) else d.value, d.interval,
+                       d.undefined_share) for d in joint.differences]
 
 
 def paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
@@ -859,7 +865,8 @@ def _column_strata(episodes: list[EpisodeResult], column: str) -> list[TrialOutc
 
 
 def _policy_rates(
-    policy: str, real_world_name: str | None, episodes: list[EpisodeResult], n_boot: int, alpha: float
+    policy: str, real_world_name: str | None, episodes: list[EpisodeResult], n_boot: int, alpha: float,
+    config: EvalConfig,
 ) -> PolicyRates:
     estimates = {}
     for column in COLUMNS:
@@ -868,7 +875,7 @@ def _policy_rates(
             estimates[column] = None
             continue
         actions = ("open", "close") if column == "average" else (column,)
-        independent = independent_episodes(e for e in episodes if e.action in actions)
+        independent = independent_episodes((e for e in episodes if e.action in actions), config)
         interval = rate_interval(strata, n_boot=n_boot, alpha=alpha, seed=BOOTSTRAP_SEED,
                                  independent_episodes=independent)
         estimates[column] = RateEstimate(

@@ -30,7 +30,9 @@ CONFIG_NAME = "config.json"
 RESULT_FILES = (CONFIG_NAME, "report.json", "report.md")
 #: 2: episodes end as in SIMPLER's evaluator (policy terminate or time limit, success at the last step) and
 #: carry their robot URDF version and first success step. Version 1 ended an episode at its first success.
-SCHEMA_VERSION = "2"
+#: 3: an episode may be a copy of its seed-0 twin (``repeat_of_seed``, `evaluation.repeats`); a version 2
+#: database gains the column (NULL: every stored episode was run) when it is opened.
+SCHEMA_VERSION = "3"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -54,6 +56,7 @@ CREATE TABLE IF NOT EXISTS episodes (
     reset_seed INTEGER NOT NULL,
     wall_s REAL NOT NULL,
     config_hash TEXT NOT NULL,
+    repeat_of_seed INTEGER,
     PRIMARY KEY (policy, domain, style, urdf_version, seed, task, pose)
 );
 """
@@ -97,7 +100,8 @@ class EpisodeResult:
     the env steps taken (to the policy's terminate or the step limit); ``first_success_step`` the first step
     at which the drawer met the success threshold (None if it never did; it may have left it again);
     ``drawer_qpos`` the target drawer's final opening (m); ``wall_s`` the seconds from its batch's reset to
-    its last step.
+    its last step; ``repeat_of_seed`` is set where the episode was not run but copied from that seed's episode,
+    which it repeats exactly (`evaluation.repeats`).
     """
 
     policy: str
@@ -116,6 +120,7 @@ class EpisodeResult:
     reset_seed: int
     wall_s: float
     config_hash: str
+    repeat_of_seed: int | None = None
 
     @property
     def key(self) -> EpisodeKey:
@@ -276,6 +281,12 @@ def _holds_run_config(path: Path) -> bool:
 def _check_schema(connection: sqlite3.Connection, path: Path) -> None:
     row = connection.execute("SELECT value FROM run WHERE key = 'schema_version'").fetchone()
     has_config = connection.execute("SELECT 1 FROM run WHERE key = 'config'").fetchone() is not None
+    if row is not None and row[0] == "2":  # every episode of version 2 was run: the new column stays NULL
+        columns = {name for _, name, *_ in connection.execute("PRAGMA table_info(episodes)")}
+        if "repeat_of_seed" not in columns:
+            connection.execute("ALTER TABLE episodes ADD COLUMN repeat_of_seed INTEGER")
+        connection.execute("UPDATE run SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
+        return
     if (row is None and has_config) or (row is not None and row[0] != SCHEMA_VERSION):
         raise ConfigMismatchError(
             f"{path} was written by an older version of the harness (schema {row[0] if row else 1}, this one "

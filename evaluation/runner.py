@@ -13,7 +13,9 @@ edited (`EditedVectorEnv.skip_edits`).
 
 An episode's reset seed is a pure function of its seed index and trial, and a random policy is seeded
 per episode, so an episode's outcome does not depend on the batch it ran in: a killed run restarted with
-the same config skips the stored episodes and runs exactly the missing ones.
+the same config skips the stored episodes and runs exactly the missing ones. Episodes that cannot differ from
+their seed-0 twin (a deterministic policy in a seed-free domain on a simulator that ignores the reset seed,
+`evaluation.repeats`) are not run: once the twin is stored, they are stored as its copies.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from .config import (
     PolicySpec,
 )
 from .policy_loading import load_policy
+from .repeats import copy_as_repeat, repeat_source_seed
 from .results import EpisodeKey, EpisodeResult, ResultStore
 from .run_folder import claim_run_folder
 
@@ -96,23 +99,66 @@ class RunSummary:
     wall_s: float
     #: Seconds spent in each (domain, style) this run (building its env, its episodes): where the time went.
     domain_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: Episodes stored as copies of their seed-0 twin instead of being run (`evaluation.repeats`).
+    episodes_copied: int = 0
 
 
-def pending_episodes(config: EvalConfig, done: set[EpisodeKey]) -> dict[tuple[str, str, str], list[PendingEpisode]]:
-    """The episodes not in ``done``, grouped by (domain, style, URDF version) in run order; within a group by
+def all_episodes(config: EvalConfig) -> dict[tuple[str, str, str], list[PendingEpisode]]:
+    """Every episode of ``config``, grouped by (domain, style, URDF version) in run order; within a group by
     policy, then seed, then trial."""
     trials = config.trial_list()
-    plan: dict[tuple[str, str, str], list[PendingEpisode]] = {}
-    for domain, style in config.domain_styles():
-        for urdf_version in config.urdf_versions:
-            episodes = [
-                PendingEpisode(policy, domain, style, urdf_version, seed, trial)
-                for policy in config.policies
-                for seed in range(config.seeds)
-                for trial in trials
-            ]
-            plan[(domain, style, urdf_version)] = [episode for episode in episodes if episode.key not in done]
-    return plan
+    return {
+        (domain, style, urdf_version): [
+            PendingEpisode(policy, domain, style, urdf_version, seed, trial)
+            for policy in config.policies
+            for seed in range(config.seeds)
+            for trial in trials
+        ]
+        for domain, style in config.domain_styles()
+        for urdf_version in config.urdf_versions
+    }
+
+
+def is_repeat(config: EvalConfig, episode: PendingEpisode) -> bool:
+    """Whether ``episode`` repeats its seed-0 twin exactly (`evaluation.repeats.repeat_source_seed`)."""
+    return repeat_source_seed(config, episode.policy, episode.domain, episode.seed) is not None
+
+
+def pending_episodes(
+    config: EvalConfig, done: set[EpisodeKey], run_repeats_once: bool = True
+) -> dict[tuple[str, str, str], list[PendingEpisode]]:
+    """The episodes to run: those not in ``done``, less the repeats where ``run_repeats_once`` (they are
+    copied, see `store_repeats`); grouped and ordered as `all_episodes`."""
+    return {
+        group: [episode for episode in episodes
+                if episode.key not in done and not (run_repeats_once and is_repeat(config, episode))]
+        for group, episodes in all_episodes(config).items()
+    }
+
+
+def store_repeats(
+    store: ResultStore, config: EvalConfig, bar: tqdm | None = None, on_episode: EpisodeCallback | None = None
+) -> int:
+    """Stores every missing repeat whose seed-0 twin is stored, as the twin's copy; returns how many."""
+    done = store.done_keys()
+    missing = [episode for episodes in all_episodes(config).values() for episode in episodes
+               if episode.key not in done and is_repeat(config, episode)]
+    if not missing:
+        return 0
+    stored = {episode.key: episode for episode in store.episodes()}
+    copied = 0
+    for episode in missing:
+        twin = stored.get(dataclasses.replace(episode, seed=0).key)
+        if twin is None:  # not run yet: copied after its domain has run
+            continue
+        copy = copy_as_repeat(twin, episode.seed, episode.reset_seed)
+        if store.add(copy):
+            copied += 1
+            if bar is not None:
+                bar.update(1)
+            if on_episode is not None:
+                on_episode(copy)
+    return copied
 
 
 EnvKey = tuple[str, str, str, int]  # domain, style, urdf_version, num_envs
@@ -144,10 +190,12 @@ class WorkUnit:
 
 
 
-def plan_units(config: EvalConfig, done: set[EpisodeKey], num_envs: int) -> list[WorkUnit]:
-    """The episodes not in ``done`` as work units, in the single-machine run's order and batching."""
+def plan_units(
+    config: EvalConfig, done: set[EpisodeKey], num_envs: int, run_repeats_once: bool = True
+) -> list[WorkUnit]:
+    """The episodes to run (`pending_episodes`) as work units, in the single-machine run's order and batching."""
     units: list[WorkUnit] = []
-    for (domain, style, urdf_version), episodes in pending_episodes(config, done).items():
+    for (domain, style, urdf_version), episodes in pending_episodes(config, done, run_repeats_once).items():
         by_policy = [[e for e in episodes if e.policy.name == spec.name] for spec in config.policies]
         by_policy = [group for group in by_policy if group]
         if not by_policy:
@@ -171,10 +219,12 @@ def make_domain_env(
     kwargs: dict[str, Any] = dict(config.env_options(), num_envs=num_envs, urdf_version=urdf_version,
                                   success_ends_episode=False, vectorization_mode=options.vectorization_mode)
     if domain in (UNEDITED, REAL, FLOOR, CEILING):
-        appearance = {UNEDITED: kwargs.pop("appearance", "sim"), REAL: "real", FLOOR: "real", CEILING: "ceiling"}
+        appearance = {UNEDITED: kwargs.pop("appearance", "sim"), REAL: "real", FLOOR: "real", CEILING: "ceiling"}[domain]
         if domain == FLOOR:
             kwargs["noise_stream"] = FLOOR_NOISE_STREAM
-        return envs.make_edited_vector_env(edit=False, appearance=appearance[domain], **kwargs)
+        if config.backend == "standin" or appearance != "sim":  # SIMPLER has one look and no such argument
+            kwargs["appearance"] = appearance
+        return envs.make_edited_vector_env(edit=False, **kwargs)
     if domain in (COLOUR_TRANSFER, GAIN_ORACLE):
         # The gain editor has no sampling settings: leave the specialist's (edit steps, edit size) out.
         edit_settings = {field.name for field in dataclasses.fields(envs.EditOptions)} - {"camera", "preset"}
@@ -215,16 +265,23 @@ def run_evaluation(
     started = time.perf_counter()
     # Holds the folder's lock until the run ends; refuses a folder of another config or not a run folder.
     with claim_run_folder(run_dir, config) as store:
-        units = plan_units(config, store.done_keys(), options.num_envs)
+        done = store.done_keys()
+        units = plan_units(config, done, options.num_envs, options.run_repeats_once)
         to_run = sum(len(unit.episodes) for unit in units)
-        already_done = config.expected_episodes() - to_run
+        to_copy = config.expected_episodes() - len(done) - to_run
+        already_done = len(done)
         if already_done:
             logger.info("%d of %d episodes already in %s; running the other %d",
                         already_done, config.expected_episodes(), store.path, to_run)
+        if to_copy:
+            logger.info("%d episodes repeat their seed-0 twin exactly (deterministic policy, seed-free domain and "
+                        "simulator): stored as its copies, not run (--run-every-seed runs them)", to_copy)
         policies = load_process_policies(config, options, {unit.policy_name for unit in units})
 
         domain_seconds: dict[str, float] = {}
-        with tqdm(total=to_run, unit="episode", desc="episodes", disable=not options.progress) as bar:
+        copied = 0
+        with tqdm(total=to_run + to_copy, unit="episode", desc="episodes", disable=not options.progress) as bar:
+            copied += store_repeats(store, config, bar, on_episode)  # twins a killed run left stored
             for env_key, domain_units in itertools.groupby(units, key=attrgetter("env_key")):
                 domain_started = time.perf_counter()
                 env = make_domain_env(config, options, *env_key)
@@ -237,7 +294,8 @@ def run_evaluation(
                     env.close()
                     name = "/".join(part for part in env_key[:2] if part)
                     domain_seconds[name] = domain_seconds.get(name, 0.0) + time.perf_counter() - domain_started
-    return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started, domain_seconds)
+                copied += store_repeats(store, config, bar, on_episode)
+    return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started, domain_seconds, copied)
 
 
 def load_process_policies(config: EvalConfig, options: ExecutionOptions, names: set[str]) -> dict[str, Policy]:

@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Ray workers (default: one per GPU of the cluster, on CPU one per CPU)")
     parser.add_argument("--ray-gpus-per-worker", type=cli.non_negative_float, metavar="G",
                         help="GPUs per Ray worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--run-every-seed", action="store_true",
+                        help="run every seed even where an episode cannot differ from its seed-0 twin (a "
+                             "deterministic policy in the unedited or colour-edited domain of a simulator that "
+                             "ignores the reset seed, e.g. SIMPLER); by default those are stored as copies")
     parser.add_argument("--real-rates-exact", action="store_true",
                         help="take the real-world table's rates as exact in the MMRV and Pearson r intervals (default: "
                              "each bootstrap draw redraws them as Binomial(trials, rate) / trials from the table's "
@@ -198,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                                              ("vectorization_mode", args.vectorization),
                                              ("device", args.device), ("dtype", args.dtype),
                                              ("torch_threads", args.torch_threads)) if value is not None}
+    if args.run_every_seed:
+        changes["run_repeats_once"] = False
     execution = replace(execution, **changes)
     cli.on_interrupt(lambda: saved_episodes_note(run_dir))
     started = time.perf_counter()
@@ -215,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         write_miniature_summary(miniature, run_dir)
     report_started = time.perf_counter()
     report = write_report(run_dir, real_rates_exact=args.real_rates_exact, real_episodes=args.real_episodes)
-    print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done) in "
+    copied = (f", stored {summary.episodes_copied} repeats of a deterministic episode as copies of its seed-0 "
+              "twin" if summary.episodes_copied else "")
+    print(f"ran {summary.episodes_run} episodes ({summary.episodes_already_done} were already done{copied}) in "
           f"{time.perf_counter() - started:.0f} s")
     stages = {**({f"build {name}": seconds for name, seconds in miniature.seconds.items()} if miniature else {}),
               **{f"episodes {name}": seconds for name, seconds in summary.domain_seconds.items()},

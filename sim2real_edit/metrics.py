@@ -527,7 +527,8 @@ class DomainAgreement:
 class Difference:
     """``metric(domain) - metric(versus)`` in one column, on the data and over the same bootstrap draws.
 
-    For pearson_r the interval is over the draws where both are defined (None if none is)."""
+    For pearson_r the interval is over the draws where both are defined (None if none is), and
+    ``undefined_share`` is the share of draws where either r is undefined (0 for MAE and MMRV)."""
 
     domain: str
     versus: str
@@ -535,6 +536,7 @@ class Difference:
     column: str
     value: float
     interval: Interval | None
+    undefined_share: float = 0.0
 
     def to_json(self) -> dict:
         return {
@@ -544,6 +546,7 @@ class Difference:
             "column": self.column,
             "value": _json_number(self.value),
             "interval": _json_interval(self.interval),
+            "undefined_share": float(self.undefined_share),
         }
 
 
@@ -800,7 +803,8 @@ def joint_bootstrap(
             gap_bounds = _percentile_intervals(gaps[:, 1:], alpha)
             differences += [
                 Difference(
-                    domains[d], baseline, metric, column, float(gaps[row, 0]), _interval(gap_bounds, row)
+                    domains[d], baseline, metric, column, float(gaps[row, 0]), _interval(gap_bounds, row),
+                    undefined_share=float(np.mean(np.isnan(gaps[row, 1:]))),
                 )
                 for row, d in enumerate(compared)
             ]

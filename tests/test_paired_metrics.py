@@ -208,6 +208,26 @@ def test_pearson_is_undefined_where_rates_are_constant():
     assert defined.pearson_r_undefined_share < 1.0 and defined.pearson_r_interval is not None
     versus_constant = [d for d in result.differences if d.domain == "constant" and d.metric == "pearson_r"]
     assert all(d.interval is None and d.to_json()["value"] is None for d in versus_constant)
+    assert all(d.undefined_share == 1.0 for d in versus_constant)
+    assert all(d.undefined_share == 0.0 for d in result.differences if d.metric != "pearson_r")
+
+
+def test_an_r_difference_states_the_share_of_draws_it_leaves_out():
+    # One policy at 1 of 6 trials, the others at 0: many draws leave out that trial and r is undefined there.
+    actions = ("open", "close") * 3
+    real = {f"p{p}": np.full((6, 1), float(p == 0)) for p in range(3)}
+    rare = {f"p{p}": np.zeros((6, 1)) for p in range(3)}
+    rare["p0"][0] = 1.0
+    result = joint_bootstrap(PairedOutcomes(actions, {"real": real, "unedited": real, "rare": rare}),
+                             baseline="unedited", n_boot=2000)
+    difference = next(d for d in result.differences
+                      if d.domain == "rare" and d.metric == "pearson_r" and d.column == "average")
+    share = result.domains["rare"].columns["average"].pearson_r_undefined_share
+    assert 0.2 < share < 0.5  # (5/6)**6 = 0.33 of the draws leave out the one success
+    # unedited's r is defined wherever rare's is (p0 differs from the others in every draw that keeps a trial),
+    # so the difference is undefined exactly where rare's r is.
+    assert difference.undefined_share == share
+    assert difference.to_json()["undefined_share"] == share
 
 
 def test_the_seed_fixes_the_result_and_to_json_is_plain_json():

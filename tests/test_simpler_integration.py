@@ -162,3 +162,28 @@ def test_overrides_replace_visual_matching_settings(simpler):
         assert "Segmentation" not in obs["image"][POLICY_CAMERA]
     finally:
         env.close()
+
+
+@pytest.mark.simpler
+def test_simpler_ignores_the_reset_seed_as_the_harness_assumes(simpler):
+    """evaluation.repeats runs a deterministic policy's unedited episodes once per trial because of this."""
+    from envs.trial_env import DrawerTrialEnv
+
+    env = DrawerTrialEnv("simpler", task="OpenMiddleDrawer", pose="c1", shader_dir="ibl")
+    actions = [np.array([0.02, -0.01, 0.01, 0.0, 0.0, 0.05, 0.5]), np.array([0.01, 0.0, -0.02, 0.02, 0.0, 0.0, -0.5])]
+    try:
+        assert env.reset_seed_changes_episode() is False
+        runs = []
+        for seed in (0, 987654):
+            obs, _ = env.reset(seed=seed)
+            frames = [obs["image"][POLICY_CAMERA]["rgb"]]
+            for action in actions:
+                obs, *_ = env.step(action)
+                frames.append(obs["image"][POLICY_CAMERA]["rgb"])
+            runs.append((np.stack(frames), env.drawer_qpos(), env._env.unwrapped.agent.robot.get_qpos().copy()))
+        (frames_a, drawer_a, robot_a), (frames_b, drawer_b, robot_b) = runs
+        np.testing.assert_array_equal(frames_a, frames_b)
+        assert drawer_a == drawer_b
+        np.testing.assert_array_equal(robot_a, robot_b)
+    finally:
+        env.close()
