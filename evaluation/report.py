@@ -743,91 +743,144 @@ def add_real_episodes(run_dir: str | Path, path: str | Path) -> Path:
 
 
 def write_plots(report: Report, run_dir: Path) -> list[Path]:
-    """A sim-vs-real scatter plot per domain (average rates, with intervals) and a summary of the metrics."""
+    """A sim-vs-real scatter plot per domain (average rates, with intervals) and a summary of the metrics.
+
+    Every figure is laid out by matplotlib's constrained layout and sized from what it holds (the number of
+    domains and panels, the longest domain name); long names are wrapped, so that no label is cut off at the
+    figure's edge or runs into a neighbouring panel's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     (run_dir / PLOTS_DIR).mkdir(exist_ok=True)
-    stand_ins = {policy.name: policy.is_stand_in for policy in report.config.policies}
+    figures = [(domain.plot, _scatter_figure(plt, report, domain)) for domain in report.domains]
+    agreement = _agreement_figure(plt, report)
+    if agreement is not None:
+        figures.append((f"{PLOTS_DIR}/agreement.png", agreement))
     written = []
-    paired_real = {}
-    if report.paired:
-        paired_real = {rates.policy: rates for rates in report.domain(REAL).rates}
-    for domain in report.domains:
-        figure, axes = plt.subplots(figsize=(4.8, 4.5))
-        axes.plot([0, 1], [0, 1], color="0.7", linewidth=1, linestyle="--")
-        for rates in domain.rates:
-            real = report.real_world.get(rates.real_world_name or "")
-            if rates.policy in paired_real and paired_real[rates.policy].average is not None:
-                twin = paired_real[rates.policy]
-                real = RealWorldSuccess(twin.open.rate, twin.close.rate, twin.average.trials)
-            if real is None or rates.average is None:
-                continue
-            estimate = rates.average
-            points = axes.plot(real.average, estimate.rate, "o")
-            axes.errorbar(real.average, (estimate.low + estimate.high) / 2, yerr=(estimate.high - estimate.low) / 2,
-                          fmt="none", capsize=3, ecolor=points[0].get_color())
-            label = f"{rates.policy}\n(as {rates.real_world_name})" if stand_ins[rates.policy] else rates.real_world_name
-            right_half = real.average > 0.5  # label towards the middle so that it stays inside the axes
-            axes.annotate(label, (real.average, estimate.rate), textcoords="offset points", fontsize=7,
-                          xytext=(-6 if right_half else 6, 4), ha="right" if right_half else "left")
-        value = domain.agreement["average"]
-        subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}, r {_r_cell(value)}" if value
-                    else "too few policies for metrics")
-        axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.12), xlabel="real-world success (avg)",
-                 ylabel="simulated success (avg)", title=f"{domain.name}\n{subtitle}")
-        if report.is_demo:
-            axes.text(0.98, 0.02, "tiny preset: stand-ins, not real results", transform=axes.transAxes,
-                      ha="right", fontsize=7, color="crimson")
-        figure.tight_layout()
-        path = run_dir / domain.plot
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        written.append(path)
-    measured = [d for d in report.domains if d.agreement["average"] is not None]
-    if measured:
-        averages = [d.agreement["average"] for d in measured]
-        nan_interval = (float("nan"), float("nan"))
-        panels = [("MMRV (avg) with 95% interval, lower is better", [v.mmrv for v in averages],
-                   [v.mmrv_interval or nan_interval for v in averages], "tab:red"),
-                  ("Pearson r (avg) with 95% interval, higher is better",
-                   [np.nan if v.pearson_r is None else v.pearson_r for v in averages],
-                   [v.pearson_r_interval or nan_interval for v in averages], "tab:blue")]
-        if report.paired:
-            panels.insert(0, ("MAE |sim - real| (avg) with 95% interval, lower is better",
-                              [v.mae for v in averages], [v.mae_interval or nan_interval for v in averages],
-                              "tab:purple"))
-        figure, axes_row = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.45 * len(measured) + 1.8),
-                                        sharey=True)
-        positions = np.arange(len(measured))
-        for axes, (label, values, intervals, colour) in zip(axes_row, panels):
-            axes.barh(positions, np.nan_to_num(values), color=colour)
-            # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
-            lows, highs = np.array(intervals, dtype=float).T
-            axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
-                          ecolor="0.3")
-            for position, value in zip(positions, values):
-                text = "undefined" if np.isnan(value) else f"{value:.3f}"
-                axes.annotate(text, (np.nan_to_num(value), position), textcoords="offset points", xytext=(3, 6),
-                              va="center", fontsize=8)
-            axes.set_xlabel(label, fontsize=8)
-        mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
-        highest_mmrv = max(max([value.mmrv, *(value.mmrv_interval or ())]) for value in averages)
-        mmrv_axes.set_xlim(0, max(0.1, 1.2 * highest_mmrv))
-        r_axes.set_xlim(-1.05, 1.2)
-        if report.paired:
-            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(max([value.mae, *(value.mae_interval or ())])
-                                                       for value in averages)))
-        axes_row[0].set(yticks=positions, yticklabels=[d.name for d in measured])
-        axes_row[0].invert_yaxis()
-        figure.tight_layout()
-        path = run_dir / PLOTS_DIR / "agreement.png"
+    for name, figure in figures:
+        path = run_dir / name
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _paired_real_rates(report: Report) -> dict[str, PolicyRates]:
+    """The run's own real-world rates per policy, where agreement is measured against them (paired runs)."""
+    return {rates.policy: rates for rates in report.domain(REAL).rates} if report.paired else {}
+
+
+def _scatter_figure(plt, report: Report, domain: DomainReport):
+    stand_ins = {policy.name: policy.is_stand_in for policy in report.config.policies}
+    paired_real = _paired_real_rates(report)
+    figure, axes = plt.subplots(figsize=(4.8, 4.8), layout="constrained")
+    axes.plot([0, 1], [0, 1], color="0.7", linewidth=1, linestyle="--")
+    for rates in domain.rates:
+        real = report.real_world.get(rates.real_world_name or "")
+        if rates.policy in paired_real and paired_real[rates.policy].average is not None:
+            twin = paired_real[rates.policy]
+            real = RealWorldSuccess(twin.open.rate, twin.close.rate, twin.average.trials)
+        if real is None or rates.average is None:
+            continue
+        estimate = rates.average
+        points = axes.plot(real.average, estimate.rate, "o")
+        axes.errorbar(real.average, (estimate.low + estimate.high) / 2, yerr=(estimate.high - estimate.low) / 2,
+                      fmt="none", capsize=3, ecolor=points[0].get_color())
+        label = rates.real_world_name or rates.policy  # paired runs plot policies without a table row too
+        if stand_ins[rates.policy] and rates.real_world_name:
+            label = f"{rates.policy}\n(as {rates.real_world_name})"
+        # Towards the middle, so that the label stays inside the axes: left of a point in the right half, below
+        # a point near the top (a wrapped label has several lines).
+        right_half, top = real.average > 0.5, estimate.rate > 0.8
+        axes.annotate(_wrap_label(label, 24), (real.average, estimate.rate), textcoords="offset points",
+                      fontsize=7, xytext=(-6 if right_half else 6, -6 if top else 6),
+                      ha="right" if right_half else "left", va="top" if top else "bottom")
+    value = domain.agreement["average"]
+    subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}\nr {_r_cell(value)}" if value
+                else "too few policies for metrics")
+    axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.12), xlabel="real-world success (avg)",
+             ylabel="simulated success (avg)")
+    axes.set_title(f"{_wrap_label(domain.name, 40)}\n{subtitle}", fontsize=10)
+    if report.is_demo:  # below the axes, where no point's label can cover it
+        figure.supxlabel("tiny preset: stand-ins, not real results", x=0.98, ha="right", fontsize=7,
+                         color="crimson")
+    return figure
+
+
+def _agreement_figure(plt, report: Report):
+    """MMRV, Pearson r (and MAE, paired) of each domain's average rates with their intervals, side by side;
+    None where no domain has them."""
+    measured = [d for d in report.domains if d.agreement["average"] is not None]
+    if not measured:
+        return None
+    averages = [d.agreement["average"] for d in measured]
+    nan_interval = (float("nan"), float("nan"))
+    panels = [("MMRV (avg) with 95% interval, lower is better", [v.mmrv for v in averages],
+               [v.mmrv_interval or nan_interval for v in averages], "tab:red"),
+              ("Pearson r (avg) with 95% interval, higher is better",
+               [np.nan if v.pearson_r is None else v.pearson_r for v in averages],
+               [v.pearson_r_interval or nan_interval for v in averages], "tab:blue")]
+    if report.paired:
+        panels.insert(0, ("MAE |sim - real| (avg) with 95% interval, lower is better",
+                          [v.mae for v in averages], [v.mae_interval or nan_interval for v in averages],
+                          "tab:purple"))
+    names = [_wrap_label(d.name, 32) for d in measured]
+    width = _label_width_inches(names) + 3.1 * len(panels) + 0.3
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(width, 0.45 * len(measured) + 1.9), sharey=True,
+                                    layout="constrained")
+    positions = np.arange(len(measured))
+    for axes, (label, values, intervals, colour) in zip(axes_row, panels):
+        values = np.array(values, dtype=float)
+        axes.barh(positions, np.nan_to_num(values), color=colour)
+        # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
+        lows, highs = np.array(intervals, dtype=float).T
+        axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
+                      ecolor="0.3")
+        # Each value right of its bar and interval, wherever either ends; the limits below leave room for it.
+        ends = np.nan_to_num(np.fmax(np.fmax(values, highs), 0.0))
+        for position, value, end in zip(positions, values, ends):
+            text = "undefined" if np.isnan(value) else f"{value:.3f}"
+            axes.annotate(text, (end, position), textcoords="offset points", xytext=(4, 0), va="center",
+                          fontsize=8)
+        axes.set_xlabel(_wrap_label(label, 34), fontsize=8)
+        axes.tick_params(axis="x", labelsize=8)
+    mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
+    highest_mmrv = max(max([value.mmrv, *(value.mmrv_interval or ())]) for value in averages)
+    mmrv_axes.set_xlim(0, max(0.1, 1.35 * highest_mmrv))
+    r_axes.set_xlim(-1.05, 1.4)
+    r_axes.set_xticks([-1, -0.5, 0, 0.5, 1])
+    if report.paired:
+        axes_row[0].set_xlim(0, max(0.1, 1.35 * max(max([value.mae, *(value.mae_interval or ())])
+                                                    for value in averages)))
+    axes_row[0].set(yticks=positions, yticklabels=names)
+    axes_row[0].invert_yaxis()
+    return figure
+
+
+def _label_width_inches(labels: list[str], fontsize: float = 10) -> float:
+    """A generous estimate of the widest line of ``labels`` in inches (DejaVu Sans averages about 0.55 em)."""
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    return longest * 0.6 * fontsize / 72
+
+
+def _wrap_label(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after a space, '-', '_' or '/' where it can
+    be (a checkpoint folder's name has no spaces), inside a word where it must; its own line breaks kept."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for piece in re.findall(r"[^ _/-]*[ _/-]|[^ _/-]+$", paragraph):
+            if line and len(line) + len(piece.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = ""
+            while len(piece) > width:
+                lines.append(piece[:width])
+                piece = piece[width:]
+            line += piece
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def _domain_views(config: EvalConfig) -> list[tuple[str, str, str]]:
