@@ -27,6 +27,7 @@ from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
 from sim2real_edit.metrics import (
     PairedOutcomes,
     TrialOutcomes,
+    clopper_pearson,
     joint_bootstrap,
     mmrv,
     pearson_r,
@@ -47,6 +48,7 @@ from .config import (
     STYLED_DOMAINS,
     UNEDITED,
     EvalConfig,
+    PolicySpec,
 )
 from .real_episodes import REAL_EPISODES_CSV, RealSuccessEntry, read_real_episodes, real_success_entries
 from .repeats import SEED_FREE_DOMAINS, independent_episodes, simulator_ignores_seed
@@ -56,6 +58,7 @@ COLUMNS = ("open", "close", "average")
 REPORT_MARKDOWN = "report.md"
 REPORT_JSON = "report.json"
 PLOTS_DIR = "plots"
+POLICY_RATES_PLOT = f"{PLOTS_DIR}/policy_rates.png"
 ALL_STYLES = "all styles"
 BOOTSTRAP_DRAWS = 10_000
 BOOTSTRAP_SEED = 0
@@ -566,6 +569,9 @@ class Report:
                   (f"Rates with {1 - self.alpha:.0%} cluster-bootstrap intervals (`*`: Clopper-Pearson over the "
                    "trials, where the cluster bootstrap cannot vary), episode and trial counts; real-world rates "
                    f"from `{_table_label(self.config)}`."), ""]
+        if _policy_rate_views(self):
+            lines += [f"![Every domain's average success per policy against the real world's]({POLICY_RATES_PLOT})",
+                      ""]
         for domain in self.domains:
             lines += [
                 f"### {domain.name}",
@@ -749,91 +755,257 @@ def add_real_episodes(run_dir: str | Path, path: str | Path) -> Path:
 
 
 def write_plots(report: Report, run_dir: Path) -> list[Path]:
-    """A sim-vs-real scatter plot per domain (average rates, with intervals) and a summary of the metrics."""
+    """A sim-vs-real scatter plot per domain (average rates, with intervals), a summary of the metrics, and
+    every domain's rate per policy beside the real one (`POLICY_RATES_PLOT`).
+
+    Every figure is laid out by matplotlib's constrained layout and sized from what it holds (the number of
+    domains and panels, the longest domain name); long names are wrapped, so that no label is cut off at the
+    figure's edge or runs into a neighbouring panel's."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     (run_dir / PLOTS_DIR).mkdir(exist_ok=True)
-    stand_ins = {policy.name: policy.is_stand_in for policy in report.config.policies}
+    figures = [(domain.plot, _scatter_figure(plt, report, domain)) for domain in report.domains]
+    agreement = _agreement_figure(plt, report)
+    if agreement is not None:
+        figures.append((f"{PLOTS_DIR}/agreement.png", agreement))
+    policy_rates = _policy_rates_figure(plt, report)
+    if policy_rates is not None:
+        figures.append((POLICY_RATES_PLOT, policy_rates))
     written = []
-    paired_real = {}
-    if report.paired:
-        paired_real = {rates.policy: rates for rates in report.domain(REAL).rates}
-    for domain in report.domains:
-        figure, axes = plt.subplots(figsize=(4.8, 4.5))
-        axes.plot([0, 1], [0, 1], color="0.7", linewidth=1, linestyle="--")
-        for rates in domain.rates:
-            real = report.real_world.get(rates.real_world_name or "")
-            if rates.policy in paired_real and paired_real[rates.policy].average is not None:
-                twin = paired_real[rates.policy]
-                real = RealWorldSuccess(twin.open.rate, twin.close.rate, twin.average.trials)
-            if real is None or rates.average is None:
-                continue
-            estimate = rates.average
-            points = axes.plot(real.average, estimate.rate, "o")
-            axes.errorbar(real.average, (estimate.low + estimate.high) / 2, yerr=(estimate.high - estimate.low) / 2,
-                          fmt="none", capsize=3, ecolor=points[0].get_color())
-            label = f"{rates.policy}\n(as {rates.real_world_name})" if stand_ins[rates.policy] else rates.real_world_name
-            right_half = real.average > 0.5  # label towards the middle so that it stays inside the axes
-            axes.annotate(label, (real.average, estimate.rate), textcoords="offset points", fontsize=7,
-                          xytext=(-6 if right_half else 6, 4), ha="right" if right_half else "left")
-        value = domain.agreement["average"]
-        subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}, r {_r_cell(value)}" if value
-                    else "too few policies for metrics")
-        axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.12), xlabel="real-world success (avg)",
-                 ylabel="simulated success (avg)", title=f"{domain.name}\n{subtitle}")
-        if report.is_demo:
-            axes.text(0.98, 0.02, "tiny preset: stand-ins, not real results", transform=axes.transAxes,
-                      ha="right", fontsize=7, color="crimson")
-        figure.tight_layout()
-        path = run_dir / domain.plot
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        written.append(path)
-    measured = [d for d in report.domains if d.agreement["average"] is not None]
-    if measured:
-        averages = [d.agreement["average"] for d in measured]
-        nan_interval = (float("nan"), float("nan"))
-        panels = [("MMRV (avg) with 95% interval, lower is better", [v.mmrv for v in averages],
-                   [v.mmrv_interval or nan_interval for v in averages], "tab:red"),
-                  ("Pearson r (avg) with 95% interval, higher is better",
-                   [np.nan if v.pearson_r is None else v.pearson_r for v in averages],
-                   [v.pearson_r_interval or nan_interval for v in averages], "tab:blue")]
-        if report.paired:
-            panels.insert(0, ("MAE |sim - real| (avg) with 95% interval, lower is better",
-                              [v.mae for v in averages], [v.mae_interval or nan_interval for v in averages],
-                              "tab:purple"))
-        figure, axes_row = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 0.45 * len(measured) + 1.8),
-                                        sharey=True)
-        positions = np.arange(len(measured))
-        for axes, (label, values, intervals, colour) in zip(axes_row, panels):
-            axes.barh(positions, np.nan_to_num(values), color=colour)
-            # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
-            lows, highs = np.array(intervals, dtype=float).T
-            axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
-                          ecolor="0.3")
-            for position, value in zip(positions, values):
-                text = "undefined" if np.isnan(value) else f"{value:.3f}"
-                axes.annotate(text, (np.nan_to_num(value), position), textcoords="offset points", xytext=(3, 6),
-                              va="center", fontsize=8)
-            axes.set_xlabel(label, fontsize=8)
-        mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
-        highest_mmrv = max(max([value.mmrv, *(value.mmrv_interval or ())]) for value in averages)
-        mmrv_axes.set_xlim(0, max(0.1, 1.2 * highest_mmrv))
-        r_axes.set_xlim(-1.05, 1.2)
-        if report.paired:
-            axes_row[0].set_xlim(0, max(0.1, 1.2 * max(max([value.mae, *(value.mae_interval or ())])
-                                                       for value in averages)))
-        axes_row[0].set(yticks=positions, yticklabels=[d.name for d in measured])
-        axes_row[0].invert_yaxis()
-        figure.tight_layout()
-        path = run_dir / PLOTS_DIR / "agreement.png"
+    for name, figure in figures:
+        path = run_dir / name
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)
     return written
+
+
+def _paired_real_rates(report: Report) -> dict[str, PolicyRates]:
+    """The run's own real-world rates per policy, where agreement is measured against them (paired runs)."""
+    return {rates.policy: rates for rates in report.domain(REAL).rates} if report.paired else {}
+
+
+def _scatter_figure(plt, report: Report, domain: DomainReport):
+    stand_ins = {policy.name: policy.is_stand_in for policy in report.config.policies}
+    paired_real = _paired_real_rates(report)
+    figure, axes = plt.subplots(figsize=(4.8, 4.8), layout="constrained")
+    axes.plot([0, 1], [0, 1], color="0.7", linewidth=1, linestyle="--")
+    labels = []
+    for rates in domain.rates:
+        real = report.real_world.get(rates.real_world_name or "")
+        if rates.policy in paired_real and paired_real[rates.policy].average is not None:
+            twin = paired_real[rates.policy]
+            real = RealWorldSuccess(twin.open.rate, twin.close.rate, twin.average.trials)
+        if real is None or rates.average is None:
+            continue
+        estimate = rates.average
+        points = axes.plot(real.average, estimate.rate, "o")
+        axes.errorbar(real.average, (estimate.low + estimate.high) / 2, yerr=(estimate.high - estimate.low) / 2,
+                      fmt="none", capsize=3, ecolor=points[0].get_color())
+        label = rates.real_world_name or rates.policy  # paired runs plot policies without a table row too
+        if stand_ins[rates.policy] and rates.real_world_name:
+            label = f"{rates.policy}\n(as {rates.real_world_name})"
+        labels.append((real.average, estimate.rate, _wrap_label(label, 24), points[0].get_color()))
+    value = domain.agreement["average"]
+    subtitle = (f"MMRV {_metric_cell(value.mmrv, value.mmrv_interval)}\nr {_r_cell(value)}" if value
+                else "too few policies for metrics")
+    axes.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.12), xlabel="real-world success (avg)",
+             ylabel="simulated success (avg)")
+    axes.set_title(f"{_wrap_label(domain.name, 40)}\n{subtitle}", fontsize=10)
+    if report.is_demo:  # below the axes, where no point's label can cover it
+        figure.supxlabel("tiny preset: stand-ins, not real results", x=0.98, ha="right", fontsize=7,
+                         color="crimson")
+    _place_point_labels(figure, axes, labels)
+    return figure
+
+
+def _place_point_labels(figure, axes, labels: list[tuple[float, float, str, str]]) -> None:
+    """Labels the points (x, y, text, colour) of ``axes`` in their colours, each where it stays inside the axes and clear of the labels
+    placed before it: towards the middle of the axes first (left of a point in the right half, below a point
+    near the top), then the other corners, then further away; where nothing fits, the first place."""
+    figure.draw_without_rendering()  # the constrained layout fixes where the axes lie
+    renderer = figure.canvas.get_renderer()
+    area = axes.get_window_extent(renderer)
+    placed = []
+    for x, y, text, colour in labels:
+        towards_x, towards_y = (-1 if x > 0.5 else 1), (-1 if y > 0.8 else 1)
+        corners = [(towards_x, towards_y), (towards_x, -towards_y), (-towards_x, towards_y), (-towards_x, -towards_y)]
+        places = [(6 * sx, sy * distance, sx, sy) for distance in (6, 18, 30) for sx, sy in corners]
+        for index, (dx, dy, sx, sy) in enumerate([*places, places[0]]):
+            note = axes.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                                 color=colour, ha="left" if sx > 0 else "right", va="bottom" if sy > 0 else "top")
+            box = note.get_window_extent(renderer)
+            inside = area.x0 <= box.x0 and box.x1 <= area.x1 and area.y0 <= box.y0 and box.y1 <= area.y1
+            if index == len(places) or (inside and not any(box.overlaps(other) for other in placed)):
+                placed.append(box)
+                break
+            note.remove()
+
+
+def _agreement_figure(plt, report: Report):
+    """MMRV, Pearson r (and MAE, paired) of each domain's average rates with their intervals, side by side;
+    None where no domain has them."""
+    measured = [d for d in report.domains if d.agreement["average"] is not None]
+    if not measured:
+        return None
+    averages = [d.agreement["average"] for d in measured]
+    nan_interval = (float("nan"), float("nan"))
+    panels = [("MMRV (avg) with 95% interval, lower is better", [v.mmrv for v in averages],
+               [v.mmrv_interval or nan_interval for v in averages], "tab:red"),
+              ("Pearson r (avg) with 95% interval, higher is better",
+               [np.nan if v.pearson_r is None else v.pearson_r for v in averages],
+               [v.pearson_r_interval or nan_interval for v in averages], "tab:blue")]
+    if report.paired:
+        panels.insert(0, ("MAE |sim - real| (avg) with 95% interval, lower is better",
+                          [v.mae for v in averages], [v.mae_interval or nan_interval for v in averages],
+                          "tab:purple"))
+    names = [_wrap_label(d.name, 32) for d in measured]
+    width = _label_width_inches(names) + 3.1 * len(panels) + 0.3
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(width, 0.45 * len(measured) + 1.9), sharey=True,
+                                    layout="constrained")
+    positions = np.arange(len(measured))
+    for axes, (label, values, intervals, colour) in zip(axes_row, panels):
+        values = np.array(values, dtype=float)
+        axes.barh(positions, np.nan_to_num(values), color=colour)
+        # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
+        lows, highs = np.array(intervals, dtype=float).T
+        axes.errorbar((lows + highs) / 2, positions, xerr=(highs - lows) / 2, fmt="none", capsize=3,
+                      ecolor="0.3")
+        # Each value right of its bar and interval, wherever either ends; the limits below leave room for it.
+        ends = np.nan_to_num(np.fmax(np.fmax(values, highs), 0.0))
+        for position, value, end in zip(positions, values, ends):
+            text = "undefined" if np.isnan(value) else f"{value:.3f}"
+            axes.annotate(text, (end, position), textcoords="offset points", xytext=(4, 0), va="center",
+                          fontsize=8)
+        axes.set_xlabel(_wrap_label(label, 34), fontsize=8)
+        axes.tick_params(axis="x", labelsize=8)
+    mmrv_axes, r_axes = axes_row[-2], axes_row[-1]
+    highest_mmrv = max(max([value.mmrv, *(value.mmrv_interval or ())]) for value in averages)
+    mmrv_axes.set_xlim(0, max(0.1, 1.35 * highest_mmrv))
+    r_axes.set_xlim(-1.05, 1.4)
+    r_axes.set_xticks([-1, -0.5, 0, 0.5, 1])
+    if report.paired:
+        axes_row[0].set_xlim(0, max(0.1, 1.35 * max(max([value.mae, *(value.mae_interval or ())])
+                                                    for value in averages)))
+    axes_row[0].set(yticks=positions, yticklabels=names)
+    axes_row[0].invert_yaxis()
+    return figure
+
+
+def _policy_rate_views(report: Report) -> list[DomainReport]:
+    """The rows of the per-policy figure: every simulated view with an average rate (a paired run's own real
+    world is the figure's reference, not a row)."""
+    return [d for d in report.domains if d.domain != REAL and any(r.average is not None for r in d.rates)]
+
+
+def _real_reference(report: Report, policy: PolicySpec) -> tuple[float, float, float, str] | None:
+    """A policy's real average success rate, its interval and where both come from: the run's own real-world
+    episodes (paired runs), else the real-world table's row, with an exact Clopper-Pearson interval over the
+    row's open and close trials; None where the policy has neither."""
+    paired = _paired_real_rates(report)
+    if paired:
+        estimate = paired[policy.name].average if policy.name in paired else None
+        return None if estimate is None else (estimate.rate, estimate.low, estimate.high, "the run's real episodes")
+    real = report.real_world.get(policy.real_world_name or "")
+    if real is None:
+        return None
+    trials = real.trials_for("open") + real.trials_for("close")
+    low, high = clopper_pearson(real.average * trials, trials, report.alpha)
+    return real.average, low, high, f"{_table_label(report.config)}, Clopper-Pearson over its trials"
+
+
+def _policy_rates_figure(plt, report: Report):
+    """One panel per policy: each domain's average success rate with its interval (a row per domain, coloured
+    by the kind of domain, a diamond where the styles are pooled) against the policy's real rate (dashed) and
+    its interval (grey band). None where no domain has a rate."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    views = _policy_rate_views(report)
+    if not views:
+        return None
+    policies = report.config.policies
+    rows = -(-len(policies) // 4)  # at most four panels a row, the rows as even as they go
+    columns = -(-len(policies) // rows)
+    names = [_wrap_label(view.name, 32) for view in views]
+    lines = sum(name.count("\n") + 1 for name in names)
+    figure, grid = plt.subplots(rows, columns, sharex=True, sharey=True, squeeze=False, layout="constrained",
+                                figsize=(_label_width_inches(names) + 2.6 * columns + 0.4,
+                                         rows * (0.22 * lines + 0.08 * len(views) + 1.1) + 1.3))
+    colours = {domain: f"C{index}" for index, domain in enumerate(DOMAINS)}
+    positions = np.arange(len(views))
+    sources = set()
+    for axes, policy in zip(grid.flat, policies):
+        reference = _real_reference(report, policy)
+        if reference is not None:
+            rate, low, high, source = reference
+            sources.add(source)
+            axes.axvspan(low, high, color="0.88", zorder=0, gid="real-world interval")
+            axes.axvline(rate, color="0.3", linestyle="--", linewidth=1, zorder=1, gid="real-world rate")
+        for position, view in zip(positions, views):
+            estimate = next(r.average for r in view.rates if r.policy == policy.name)
+            if estimate is None:
+                continue
+            colour = colours[view.domain]
+            # Drawn from the interval's own ends: a bootstrap interval need not contain the point estimate.
+            axes.errorbar((estimate.low + estimate.high) / 2, position, xerr=(estimate.high - estimate.low) / 2,
+                          fmt="none", ecolor=colour, capsize=2, label=view.name)
+            axes.plot(estimate.rate, position, "D" if view.style == ALL_STYLES else "o", color=colour,
+                      markersize=4.5, zorder=3)
+        if reference is None:
+            about = "no real-world rate"
+        elif policy.is_stand_in and policy.real_world_name:
+            about = f"stand-in for {policy.real_world_name}"
+        else:
+            about = f"real: {policy.real_world_name or 'paired real episodes'}"
+        axes.set_title(f"{_wrap_label(policy.name, 30)}\n({_wrap_label(about, 30)})", fontsize=9)
+        axes.grid(axis="x", color="0.92", zorder=0)
+        axes.tick_params(labelsize=8)
+    for axes in grid.flat[len(policies):]:
+        axes.set_visible(False)
+    for column in range(columns):  # the lowest panel of each column carries the x axis
+        lowest = [grid[row, column] for row in range(rows) if row * columns + column < len(policies)][-1]
+        lowest.xaxis.set_tick_params(labelbottom=True)
+        lowest.set_xlabel("success rate (open/close average)", fontsize=8)
+    grid[0, 0].set(yticks=positions, yticklabels=names, xlim=(-0.03, 1.03), ylim=(len(views) - 0.5, -0.5))
+    handles = [Line2D([], [], color="0.3", marker="o", linestyle="-", markersize=4.5),
+               (Patch(color="0.88"), Line2D([], [], color="0.3", linestyle="--", linewidth=1))]
+    labels = [f"simulated domain, {1 - report.alpha:.0%} interval (diamond: styles pooled)",
+              f"real world, {1 - report.alpha:.0%} interval ({'; '.join(sorted(sources)) or 'none'})"]
+    legend = figure.legend(handles, [_wrap_label(label, 60) for label in labels], loc="outside lower center",
+                           ncols=2 if columns > 1 else 1, fontsize=8, frameon=False,
+                           title="tiny preset: stand-ins, not real results" if report.is_demo else None,
+                           title_fontproperties={"size": 7})
+    legend.get_title().set_color("crimson")
+    figure.suptitle("Average success per policy: every domain against the real world", fontsize=10)
+    return figure
+
+
+def _label_width_inches(labels: list[str], fontsize: float = 10) -> float:
+    """A generous estimate of the widest line of ``labels`` in inches (DejaVu Sans averages about 0.55 em)."""
+    longest = max((len(line) for label in labels for line in label.split("\n")), default=0)
+    return longest * 0.6 * fontsize / 72
+
+
+def _wrap_label(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, broken after a space, '-', '_' or '/' where it can
+    be (a checkpoint folder's name has no spaces), inside a word where it must; its own line breaks kept."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for piece in re.findall(r"[^ _/-]*[ _/-]|[^ _/-]+$", paragraph):
+            if line and len(line) + len(piece.rstrip()) > width:
+                lines.append(line.rstrip())
+                line = ""
+            while len(piece) > width:
+                lines.append(piece[:width])
+                piece = piece[width:]
+            line += piece
+        lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def _domain_views(config: EvalConfig) -> list[tuple[str, str, str]]:

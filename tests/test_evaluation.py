@@ -367,7 +367,7 @@ def test_plots_draw_intervals_that_do_not_contain_their_point(graded_run, tmp_pa
     shifted = replace(average, mmrv_interval=(average.mmrv + 0.1, average.mmrv + 0.2))
     report = replace(report, domains=[replace(domain, agreement={**domain.agreement, "average": shifted})])
     written = write_plots(report, tmp_path)
-    assert sorted(path.name for path in written) == ["agreement.png", "scatter_unedited.png"]
+    assert sorted(path.name for path in written) == ["agreement.png", "policy_rates.png", "scatter_unedited.png"]
 
 
 def load_script():
@@ -390,15 +390,15 @@ def test_script_runs_and_report_rebuilds_identically_from_the_database(tmp_path,
     assert "stand-in for RT-1 (Converged)" in first["report.md"]
     assert "## Edited vs edited+composited" in first["report.md"]
     plots = sorted(path.name for path in (run_dir / "plots").glob("*.png"))
-    assert plots == ["agreement.png", "scatter_edited-plus-composited-wood.png", "scatter_edited-wood.png",
-                     "scatter_unedited.png"]
+    assert plots == ["agreement.png", "policy_rates.png", "scatter_edited-plus-composited-wood.png",
+                     "scatter_edited-wood.png", "scatter_unedited.png"]
     for name in first:
         (run_dir / name).unlink()
     for path in (run_dir / "plots").glob("*.png"):
         path.unlink()
     script.main(["--report", str(run_dir)])
     assert {name: (run_dir / name).read_text() for name in first} == first
-    assert len(list((run_dir / "plots").glob("*.png"))) == 4
+    assert len(list((run_dir / "plots").glob("*.png"))) == 5
     report = build_report(run_dir)
     assert [d.name for d in report.domains] == ["unedited", "edited/wood", "edited+composited/wood"]
     assert all(d.episodes == 4 for d in report.domains)
