@@ -244,6 +244,8 @@ class ExecutionOptions:
     dtype: str | None = None  # of the editing specialists; None: float16 on CUDA, float32 on CPU
     torch_threads: int | None = None  # torch.set_num_threads for the run; None leaves torch's default
     progress: bool = True
+    #: One MP4 per episode under RUN_DIR/videos (`evaluation.videos`); only what the run leaves behind changes.
+    videos: bool = False
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:
