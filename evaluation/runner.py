@@ -18,6 +18,7 @@ the same config skips the stored episodes and runs exactly the missing ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -235,9 +236,11 @@ def run_evaluation(
                 try:
                     for unit in domain_units:
                         bar.set_postfix_str(unit.label)
-                        for result in run_batch(env, policies[unit.policy_name], list(unit.episodes), config,
-                                                videos):
-                            store_episode(store, result, bar, on_episode)
+                        # closing: an interrupted batch discards its unfinished videos at once, not at GC.
+                        with contextlib.closing(run_batch(env, policies[unit.policy_name], list(unit.episodes),
+                                                          config, videos)) as results:
+                            for result in results:
+                                store_episode(store, result, bar, on_episode)
                 finally:
                     env.close()
                     name = "/".join(part for part in env_key[:2] if part)
