@@ -77,7 +77,7 @@ def report_html(document: dict[str, Any], run_dir: str | Path) -> str:
         f"<title>Policy evaluation report {escape(document['run']['config_hash'])}</title>",
         f"<style>{_STYLE}</style></head><body>",
         "<h1>Policy evaluation report</h1>",
-        f'<p class="notice">{escape(notice)}</p>' if notice else "",
+        f'<p class="notice">{escape(notice.replace("**", ""))}</p>' if notice else "",  # Markdown emphasis
         *sections,
         f"<script>{_SCRIPT}</script>",
         "</body></html>",
