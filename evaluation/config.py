@@ -265,6 +265,8 @@ class ExecutionOptions:
     # Store the episodes that repeat their seed-0 twin exactly as its copies instead of running them
     # (evaluation.repeats); False runs every seed, e.g. to check that claim on a simulator.
     run_repeats_once: bool = True
+    #: One MP4 per episode under RUN_DIR/videos (`evaluation.videos`); only what the run leaves behind changes.
+    videos: bool = False
 
     def __post_init__(self) -> None:
         if self.num_envs < 1:

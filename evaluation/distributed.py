@@ -179,6 +179,11 @@ class RayEvaluation:
         self.config = config
         self.run_dir = Path(run_dir)
         self.options = options or ExecutionOptions()
+        if self.options.videos:
+            # The workers' frames would have to travel to the driver, the folder's only writer: not done yet.
+            raise ValueError("episode videos are not supported on Ray (--ray): the episodes run in workers, and "
+                             "only the driver writes the run folder. Run without --ray to record videos, or "
+                             "pass --no-videos")
         self.ray_options = ray_options or RayOptions()
         self._slots: list[_WorkerSlot] = []
         self.progress = RayProgress()

@@ -50,9 +50,12 @@ from .config import (
     EvalConfig,
     PolicySpec,
 )
+from .disagreement import sim_real_disagreements
 from .real_episodes import REAL_EPISODES_CSV, RealSuccessEntry, read_real_episodes, real_success_entries
 from .repeats import SEED_FREE_DOMAINS, independent_episodes, simulator_ignores_seed
+from .report_html import REPORT_HTML, report_html
 from .results import EpisodeResult, ResultStore, write_text_atomically
+from .videos import INDEX_NAME, VIDEOS_DIR, read_video_index
 
 COLUMNS = ("open", "close", "average")
 REPORT_MARKDOWN = "report.md"
@@ -238,6 +241,24 @@ class Report:
     real_success: list[RealSuccessEntry] = field(default_factory=list)
     real_episodes_file: str | None = None
     versus_colour_transfer: list[Difference] = field(default_factory=list)  # the same draws as `differences`
+    # Paired trials whose simulated outcome differs from the real world's (`evaluation.disagreement`).
+    disagreements: dict[str, Any] | None = None
+    # The stored episodes' videos (`evaluation.videos`): one entry per video, with the episode's outcome.
+    videos: list[dict[str, Any]] = field(default_factory=list)
+
+    def videos_summary(self) -> dict[str, Any]:
+        """The videos' count and sizes, and how many stored episodes have none (run without videos)."""
+        sizes = [video["bytes"] for video in self.videos]
+        return {
+            "index": f"{VIDEOS_DIR}/{INDEX_NAME}",
+            "videos": len(sizes),
+            "episodes_without_video": self.episodes_stored - len(sizes),
+            "total_bytes": sum(sizes),
+            "mean_bytes": round(float(np.mean(sizes)), 1) if sizes else None,
+            "mean_encode_s": round(float(np.mean([video["encode_s"] for video in self.videos])), 4)
+            if sizes else None,
+            "episodes": self.videos,
+        }
 
     def claim(self) -> list[ClaimLink]:
         """The miniature's claim, link by link (`evaluation.claim`); empty unless the run is paired."""
@@ -357,6 +378,8 @@ class Report:
                                          "policies": len(counts), "trials": sum(count or 0 for count in counts)}
                                   for view, counts in self.real_trials_saved().items()},
             "miniature": self.miniature,
+            "sim_real_disagreements": self.disagreements,
+            "videos": self.videos_summary(),
         }
 
     def _real_success_markdown(self) -> list[str]:
@@ -495,6 +518,16 @@ class Report:
              "its interval is over the others."),
             "",
         ]
+        if self.videos:
+            summary = self.videos_summary()
+            lines += [(f"- Episode videos: {summary['videos']} (`{summary['index']}`, one line per video with its "
+                       f"size), {summary['total_bytes'] / 1e6:.1f} MB in all, {summary['mean_bytes'] / 1e3:.1f} kB "
+                       f"and {summary['mean_encode_s']:.2f} s of encoding per episode on average"
+                       + (f"; {summary['episodes_without_video']} stored episodes ran without video"
+                          if summary["episodes_without_video"] else "") + ". Watch them in `report.html`."), ""]
+        if self.disagreements and self.disagreements["real_domain"]:
+            counts = ", ".join(f"{c['view']} {c['disagree']} of {c['paired']}" for c in self.disagreements["counts"])
+            lines += [f"- Paired trials where sim and real disagree: {counts} (listed in `report.html`).", ""]
         if self.paired:
             lines += claim_markdown(self.claim())
             lines += self._paired_markdown()
@@ -621,7 +654,11 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
     summary = Path(run_dir) / MINIATURE_JSON
     miniature = json.loads(summary.read_text()) if summary.is_file() else None
     report = Report(config, len(episodes), table, other_config_rows=store.other_config_rows(), n_boot=n_boot,
-                    alpha=alpha, miniature=miniature, real_rates_exact=real_rates_exact)
+                    alpha=alpha, miniature=miniature, real_rates_exact=real_rates_exact,
+                    disagreements=sim_real_disagreements(config, episodes))
+    by_key = {episode.key: episode for episode in episodes}
+    report.videos = [{**record.to_json(), "success": by_key[record.key].success, "steps": by_key[record.key].steps}
+                     for record in read_video_index(run_dir, set(by_key))]
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
                   for policy in config.policies}
     view_episodes = []
@@ -729,17 +766,20 @@ def paired_outcomes(config: EvalConfig, episodes: list[EpisodeResult],
 
 def write_report(run_dir: str | Path, real_rates_exact: bool = False,
                  real_episodes: str | Path | None = None) -> Report:
-    """Builds the report of ``run_dir`` and writes report.md, report.json and plots/ there (each file replaced
-    whole, so a concurrent reader never sees half of one). ``real_rates_exact``: see `build_report`.
+    """Builds the report of ``run_dir`` and writes report.md, report.json, plots/ and report.html (the page
+    with the tables, plots and videos; `evaluation.report_html`) there, each file replaced whole, so a
+    concurrent reader never sees half of one. ``real_rates_exact``: see `build_report`.
     ``real_episodes``: a CSV of real episodes (`evaluation.real_episodes`), checked against the run and copied
     into the run folder as ``real_episodes.csv`` (replacing any earlier one), so that later rebuilds keep it."""
     run_dir = Path(run_dir)
     if real_episodes is not None:
         add_real_episodes(run_dir, real_episodes)
     report = build_report(run_dir, real_rates_exact=real_rates_exact)
-    write_text_atomically(run_dir / REPORT_JSON, json.dumps(report.to_json(), indent=2) + "\n")
+    document = report.to_json()
+    write_text_atomically(run_dir / REPORT_JSON, json.dumps(document, indent=2) + "\n")
     write_text_atomically(run_dir / REPORT_MARKDOWN, report.to_markdown())
     write_plots(report, run_dir)
+    write_text_atomically(run_dir / REPORT_HTML, report_html(document, run_dir))
     return report
 
 

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DATABASE_NAME = "episodes.sqlite"
 CONFIG_NAME = "config.json"
 #: What a run writes beside its database (report.py writes the reports): their presence means a run was here.
-RESULT_FILES = (CONFIG_NAME, "report.json", "report.md")
+RESULT_FILES = (CONFIG_NAME, "report.json", "report.md", "report.html")
 #: 2: episodes end as in SIMPLER's evaluator (policy terminate or time limit, success at the last step) and
 #: carry their robot URDF version and first success step. Version 1 ended an episode at its first success.
 #: 3: an episode may be a copy of its seed-0 twin (``repeat_of_seed``, `evaluation.repeats`); a version 2

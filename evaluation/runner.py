@@ -20,6 +20,7 @@ their seed-0 twin (a deterministic policy in a seed-free domain on a simulator t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -56,6 +57,7 @@ from .policy_loading import load_policy
 from .repeats import copy_as_repeat, repeat_source_seed
 from .results import EpisodeKey, EpisodeResult, ResultStore
 from .run_folder import claim_run_folder
+from .videos import BatchRecording, VideoRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +279,9 @@ def run_evaluation(
             logger.info("%d episodes repeat their seed-0 twin exactly (deterministic policy, seed-free domain and "
                         "simulator): stored as its copies, not run (--run-every-seed runs them)", to_copy)
         policies = load_process_policies(config, options, {unit.policy_name for unit in units})
+        videos = VideoRecorder(store.path.parent) if options.videos else None
+        if videos is not None:
+            videos.prepare(store.done_keys())
 
         domain_seconds: dict[str, float] = {}
         copied = 0
@@ -288,8 +293,11 @@ def run_evaluation(
                 try:
                     for unit in domain_units:
                         bar.set_postfix_str(unit.label)
-                        for result in run_batch(env, policies[unit.policy_name], list(unit.episodes), config):
-                            store_episode(store, result, bar, on_episode)
+                        # closing: an interrupted batch discards its unfinished videos at once, not at GC.
+                        with contextlib.closing(run_batch(env, policies[unit.policy_name], list(unit.episodes),
+                                                          config, videos)) as results:
+                            for result in results:
+                                store_episode(store, result, bar, on_episode)
                 finally:
                     env.close()
                     name = "/".join(part for part in env_key[:2] if part)
@@ -318,16 +326,35 @@ def store_episode(store: ResultStore, episode: EpisodeResult, bar: tqdm, on_epis
     return True
 
 
-def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConfig) -> Iterator[EpisodeResult]:
+def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConfig,
+              videos: VideoRecorder | None = None) -> Iterator[EpisodeResult]:
     """Runs the episodes of ``batch`` (one policy, at most ``env.num_envs``) and yields each one's result
-    as it ends. Spare envs repeat the batch's episodes and are ignored."""
+    as it ends. Spare envs repeat the batch's episodes and are ignored. With ``videos``, each episode's video
+    is in place and indexed before its result is yielded (`evaluation.videos`)."""
     num_envs = env.num_envs
     if not 1 <= len(batch) <= num_envs:
         raise ValueError(f"a batch holds 1 to {num_envs} episodes, got {len(batch)}")
+    if videos is None:
+        yield from _run_batch(env, policy, batch, config, None)
+        return
+    from envs.simpler import POLICY_CAMERA
+
+    recording = videos.batch([episode.key for episode in batch], getattr(env, "camera", POLICY_CAMERA))
+    try:
+        yield from _run_batch(env, policy, batch, config, recording)
+    finally:
+        recording.close()  # an interrupted batch leaves no half-written video
+
+
+def _run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConfig,
+               recording: BatchRecording | None) -> Iterator[EpisodeResult]:
+    num_envs = env.num_envs
     slots = [batch[index % len(batch)] for index in range(num_envs)]
     reset_seeds = [episode.reset_seed for episode in slots]
     env.set_next_trials([episode.trial.key for episode in slots])
-    observations, _ = env.reset(seed=reset_seeds)
+    observations, reset_info = env.reset(seed=reset_seeds)
+    if recording is not None:
+        recording.add(0, observations, reset_info, range(len(batch)))
     instructions = [str(text) for text in env.call("get_language_instruction")]
     if hasattr(policy, "seed_episodes"):
         policy.seed_episodes([policy_episode_seed(seed, policy.name) for seed in reset_seeds])
@@ -352,10 +379,18 @@ def run_batch(env, policy: Policy, batch: list[PendingEpisode], config: EvalConf
             if not first_success[index] and _final_value(info, "success", int(index), bool(truncated[index])):
                 first_success[index] = step
         ended = decision.terminate | truncated | (step == config.max_episode_steps)
+        if recording is not None:
+            # A vector env that reset an env within its last step returns the next episode's frame: left out.
+            reset_within_step = truncated & (info.get("final_info") is not None)
+            recording.add(step, observations, info, [i for i in running if not reset_within_step[i]],
+                          np.asarray(decision.actions))
         for index in np.flatnonzero(ended & ~finished):
             finished[index] = True
-            yield _result(batch[index], info, int(index), bool(truncated[index]), step,
-                          int(first_success[index]) or None, time.perf_counter() - started, config.config_hash)
+            result = _result(batch[index], info, int(index), bool(truncated[index]), step,
+                             int(first_success[index]) or None, time.perf_counter() - started, config.config_hash)
+            if recording is not None:
+                recording.finish(int(index), result)  # in place before the row can be stored
+            yield result
         if finished.all():
             return
         if hasattr(env, "skip_edits"):  # the finished episodes' frames are ignored: no edit is spent on them

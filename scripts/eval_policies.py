@@ -94,6 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run every seed even where an episode cannot differ from its seed-0 twin (a "
                              "deterministic policy in the unedited or colour-edited domain of a simulator that "
                              "ignores the reset seed, e.g. SIMPLER); by default those are stored as copies")
+    parser.add_argument("--videos", action=argparse.BooleanOptionalAction, default=None,
+                        help="write one MP4 per episode under RUN_DIR/videos (the policy's frame beside the unedited "
+                             "render, with step, action and drawer opening; indexed in videos/index.jsonl, shown in "
+                             "report.html). Default: on for --preset tiny, off otherwise; --no-videos switches it off. "
+                             "Not with --ray")
     parser.add_argument("--real-rates-exact", action="store_true",
                         help="take the real-world table's rates as exact in the MMRV and Pearson r intervals (default: "
                              "each bootstrap draw redraws them as Binomial(trials, rate) / trials from the table's "
@@ -106,6 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.ray is None and (args.ray_workers is not None or args.ray_gpus_per_worker is not None):
         parser.error("--ray-workers and --ray-gpus-per-worker need --ray [ADDRESS]")
+    if args.videos and args.ray is not None:
+        parser.error("--videos records on this machine only: drop --ray, or pass --no-videos")
     if args.small and (args.preset != "tiny" or args.policies):
         parser.error("--small sizes the tiny preset's miniature: use it with --preset tiny and without --policies")
     if args.material is not None and args.preset != "tiny":
@@ -204,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
                                              ("torch_threads", args.torch_threads)) if value is not None}
     if args.run_every_seed:
         changes["run_repeats_once"] = False
+    # On by default for the tiny preset (small frames, few episodes); never on Ray, where workers run the episodes.
+    changes["videos"] = args.videos if args.videos is not None else args.preset == "tiny" and args.ray is None
     execution = replace(execution, **changes)
     cli.on_interrupt(lambda: saved_episodes_note(run_dir))
     started = time.perf_counter()
@@ -347,7 +356,12 @@ def print_outputs(run_dir: Path, report) -> None:
             print(f"  {entry.domain:<24} {e.policy:<32} {e.estimate:.3f} [{e.interval[0]:.3f}, {e.interval[1]:.3f}]  "
                   f"real only {e.real_rate:.3f} [{e.real_only_interval[0]:.3f}, {e.real_only_interval[1]:.3f}] "
                   f"(n={e.real_trials})  real trials saved: {saved}")
-    print(f"report: {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in {run_dir / 'plots'}")
+    if report.videos:
+        summary = report.videos_summary()
+        print(f"videos: {summary['videos']} in {run_dir / 'videos'} ({summary['total_bytes'] / 1e6:.1f} MB, "
+              f"{summary['mean_bytes'] / 1e3:.1f} kB and {summary['mean_encode_s']:.2f} s of encoding per episode)")
+    print(f"report: {run_dir / 'report.html'}, {run_dir / 'report.md'}, {run_dir / 'report.json'}, plots in "
+          f"{run_dir / 'plots'}")
 
 
 if __name__ == "__main__":
