@@ -1,0 +1,178 @@
+"""SIMPLER's second drawer setting, variant aggregation, as data (envs.protocol) and as a run (EvalConfig).
+
+The trial list is checked against SIMPLER's own script (`scripts/rt1_drawer_variant_agg.sh`) where a SimplerEnv
+source tree is on this machine, and against its count computed from the setting's definition everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from envs.protocol import (
+    ALL_TASKS,
+    SCENE_VARIANTS,
+    VARIANT_AGGREGATION,
+    VARIANT_POSES,
+    VISUAL_MATCHING,
+    DrawerTask,
+    Trial,
+    check_trial_pose,
+    protocol_trials,
+    variant_aggregation_trials,
+)
+from envs.trial_env import DrawerTrialEnv, parse_trial
+
+SIMPLER_SCRIPT = Path(os.environ.get("SIMPLER_ENV_SRC", "/opt/simpler/src/SimplerEnv")) / "scripts" / \
+    "rt1_drawer_variant_agg.sh"
+
+
+def _script_runs(script: str) -> list[dict[str, object]]:
+    """The env runs SIMPLER's variant-aggregation script asks for, in its order: one dict per EvalSim call and
+    env name, with the scene name, the extra env build kwargs, whether it ray-traces and the robot grids.
+
+    A small reading of the script's structure (arrays, assignments, `for` loops, EvalSim calls), enough for
+    this script; it fails loudly on anything it does not expect."""
+    arrays = {name: body.split() for name, body in re.findall(r"declare -a (\w+)=\(([^)]*)\)", script)}
+    arrays = {name: [item.strip('"') for item in items] for name, items in arrays.items()}
+    function = re.search(r"EvalSim\(\) \{(.*?)\n\}", script, re.DOTALL)
+    assert function, "EvalSim() not found in SIMPLER's script"
+    command = shlex.split(function.group(1).replace("\\\n", " "))
+    grid = {}
+    for flag in ("--robot-init-x", "--robot-init-y"):
+        start = command.index(flag)
+        first, last, count = command[start + 1: start + 4]
+        grid[flag] = tuple(np.linspace(float(first), float(last), int(count)))
+    body = script[: function.start()] + script[function.end():]
+    runs: list[dict[str, object]] = []
+    variables: dict[str, str] = {}
+    loops: list[tuple[str, list[str]]] = []
+    for line in body.splitlines():
+        line = line.strip()
+        if match := re.fullmatch(r'for (\w+) in "\$\{(\w+)\[@\]\}"; do', line):
+            loops.append((match.group(1), arrays[match.group(2)]))
+        elif line == "done":
+            loops.pop()
+        elif match := re.fullmatch(r'(\w+)="?(.*?)"?', line):
+            variables[match.group(1)] = match.group(2)
+        elif line == "EvalSim":
+            looped = {name: values for name, values in loops}
+            for scene in looped.get("scene_name", [variables["scene_name"]]):
+                for env_name in looped["env_name"]:
+                    extra = shlex.split(variables["EXTRA_ARGS"])
+                    kwargs = {}
+                    if "--additional-env-build-kwargs" in extra:
+                        pairs = extra[extra.index("--additional-env-build-kwargs") + 1:]
+                        kwargs = dict(pair.split("=", 1) for pair in pairs)
+                    ray_traced = "--enable-raytracing" in extra or kwargs.pop("shader_dir", None) == "rt"
+                    runs.append({"scene_name": scene, "kwargs": kwargs, "ray_traced": ray_traced,
+                                 "env_name": env_name, "xs": grid["--robot-init-x"], "ys": grid["--robot-init-y"]})
+    assert not loops, "unbalanced for/done in SIMPLER's script"
+    return runs
+
+
+def _script_trials(runs: list[dict[str, object]]) -> list[tuple[str, str, dict[str, str], float, float]]:
+    """(env id, scene name, build kwargs, x, y) of every trial of one checkpoint, in the script's order (the
+    script repeats each run for every checkpoint: the checkpoint loop is left out here)."""
+    return [(run["env_name"], run["scene_name"], run["kwargs"], x, y)
+            for run in runs for x in run["xs"] for y in run["ys"]]
+
+
+def _our_trials() -> list[tuple[str, str, dict[str, str], float, float]]:
+    rows = []
+    for trial in variant_aggregation_trials():
+        kwargs = SCENE_VARIANTS[trial.variant].build_kwargs()
+        scene = kwargs.pop("scene_name")
+        x, y, _ = trial.robot_init_xyyaw
+        rows.append((trial.task.simpler_env_id, scene, kwargs, x, y))
+    return rows
+
+
+@pytest.fixture
+def simpler_script() -> str:
+    if not SIMPLER_SCRIPT.is_file():
+        pytest.skip(f"SIMPLER's script {SIMPLER_SCRIPT} is not on this machine (set SIMPLER_ENV_SRC to a SimplerEnv "
+                    "source tree)")
+    return SIMPLER_SCRIPT.read_text()
+
+
+def test_trials_match_simpler_script_count_first_and_last(simpler_script):
+    runs = _script_runs(simpler_script)
+    assert all(run["ray_traced"] for run in runs), "SIMPLER ray-traces every variant"
+    theirs, ours = _script_trials(runs), _our_trials()
+    assert len(theirs) == len(ours) == 378
+    assert ours[0][:3] == theirs[0][:3] and ours[-1][:3] == theirs[-1][:3]
+    assert np.allclose(ours[0][3:], theirs[0][3:]) and np.allclose(ours[-1][3:], theirs[-1][3:])
+
+    def canonical(rows):
+        return sorted((env, scene, tuple(sorted(kwargs.items())), round(x, 9), round(y, 9))
+                      for env, scene, kwargs, x, y in rows)
+
+    # The same trials, every one once (the script runs the two lightings and the two cabinets task by task,
+    # alternating; ours runs one variant at a time).
+    assert canonical(theirs) == canonical(ours)
+
+
+def test_script_reader_sees_a_changed_script(simpler_script):
+    """The comparison above can fail: the reader follows the script's grid and variants."""
+    changed = simpler_script.replace("--robot-init-y -0.2 0.2 3", "--robot-init-y -0.2 0.2 2")
+    assert len(_script_trials(_script_runs(changed))) == 7 * 6 * 6
+    fewer = simpler_script.replace('"modern_office_no_roof"\n', "")
+    assert len(_script_trials(_script_runs(fewer))) == 6 * 6 * 9
+
+
+def test_variant_aggregation_count_from_its_definition():
+    trials = variant_aggregation_trials()
+    # 1 base scene + 2 backgrounds + 2 lightings + 2 cabinets, 6 tasks, a 3 x 3 grid of robot poses
+    assert len(trials) == (1 + 2 + 2 + 2) * 6 * (3 * 3) == 378
+    assert len({trial.key for trial in trials}) == 378
+    combinations = {(trial.task, trial.variant, trial.robot_pose) for trial in trials}
+    assert combinations == {(task, variant, pose) for task in ALL_TASKS for variant in SCENE_VARIANTS
+                            for pose in VARIANT_POSES}
+    assert trials[0].key == "OpenTopDrawer/base/x0.65_y-0.20"
+    assert trials[-1].key == "CloseBottomDrawer/station3/x0.85_y+0.20"
+
+
+def test_variant_grid_is_simplers_linspace_with_zero_yaw():
+    xs = sorted({x for x, _, _ in VARIANT_POSES.values()})
+    ys = sorted({y for _, y, _ in VARIANT_POSES.values()})
+    assert np.allclose(xs, np.linspace(0.65, 0.85, 3)) and np.allclose(ys, np.linspace(-0.2, 0.2, 3))
+    assert all(yaw == 0.0 for _, _, yaw in VARIANT_POSES.values())
+    trial = Trial(DrawerTask("open", "top"), "base/x0.75_y+0.00")
+    assert trial.robot_init_xyyaw == pytest.approx((0.75, 0.0, 0.0))
+    assert np.allclose(trial.robot_init_quaternion, (0.0, 0.0, 0.0, 1.0))  # SIMPLER's --robot-init-rot-quat-center
+
+
+def test_variants_as_simpler_builds_them():
+    kwargs = {name: variant.build_kwargs() for name, variant in SCENE_VARIANTS.items()}
+    assert kwargs["base"] == {"scene_name": "frl_apartment_stage_simple"}
+    assert kwargs["office"] == {"scene_name": "modern_office_no_roof"}
+    assert kwargs["darker"] == {"scene_name": "frl_apartment_stage_simple", "light_mode": "darker"}
+    assert kwargs["station3"] == {"scene_name": "frl_apartment_stage_simple", "station_name": "mk_station3"}
+
+
+def test_variant_trial_keys_parse_and_keep_the_setting_apart():
+    trial = parse_trial("CloseMiddleDrawer/office/x0.85_y-0.20")
+    assert (trial.task, trial.variant, trial.robot_pose) == (DrawerTask("close", "middle"), "office", "x0.85_y-0.20")
+    assert trial.setting == VARIANT_AGGREGATION and parse_trial(trial.key) == trial
+    visual = protocol_trials()[0]
+    assert (visual.variant, visual.robot_pose, visual.setting) == (None, "a0", VISUAL_MATCHING)
+
+
+@pytest.mark.parametrize("pose, named", [("garden/x0.65_y-0.20", "garden"), ("base/a0", "x0.65_y-0.20"),
+                                         ("base/x0.70_y-0.20", "x0.70_y-0.20"), ("d4", "d4")])
+def test_unknown_variant_or_grid_pose_is_refused_naming_the_known_ones(pose, named):
+    with pytest.raises(ValueError, match=re.escape(named)):
+        check_trial_pose(pose)
+
+
+def test_standin_refuses_variant_aggregation_clearly():
+    with pytest.raises(ValueError, match="stand-in has no scene variants.*real SIMPLER"):
+        DrawerTrialEnv("standin", setting=VARIANT_AGGREGATION)
+    with pytest.raises(ValueError, match="stand-in has no scene variants"):
+        DrawerTrialEnv("standin", task="OpenTopDrawer", pose="bedroom/x0.65_y-0.20")
