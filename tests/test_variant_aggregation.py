@@ -6,6 +6,7 @@ source tree is on this machine, and against its count computed from the setting'
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -27,6 +28,7 @@ from envs.protocol import (
     variant_aggregation_trials,
 )
 from envs.trial_env import DrawerTrialEnv, parse_trial
+from evaluation.config import EvalConfig, PolicySpec, full_config, select_trials, tiny_config
 
 SIMPLER_SCRIPT = Path(os.environ.get("SIMPLER_ENV_SRC", "/opt/simpler/src/SimplerEnv")) / "scripts" / \
     "rt1_drawer_variant_agg.sh"
@@ -176,3 +178,67 @@ def test_standin_refuses_variant_aggregation_clearly():
         DrawerTrialEnv("standin", setting=VARIANT_AGGREGATION)
     with pytest.raises(ValueError, match="stand-in has no scene variants"):
         DrawerTrialEnv("standin", task="OpenTopDrawer", pose="bedroom/x0.65_y-0.20")
+
+
+# --- the setting in the evaluation config -------------------------------------------------------------------
+
+RT1_SPECS = (PolicySpec("rt_1_x", "rt1", checkpoint="/checkpoints/rt_1_x"),)
+
+
+def test_visual_matching_configs_keep_the_hash_they_had_before_the_setting_existed():
+    # Hashes computed with the harness before `setting` was added (commit 562b9c2).
+    assert EvalConfig(policies=RT1_SPECS, styles=("wood",)).config_hash == "d4124430a4ba44e9"
+    small = EvalConfig(policies=RT1_SPECS, styles=("wood",), seeds=1, trials=("OpenTopDrawer/a0",),
+                       domains=("unedited",), env_kwargs={"shader_dir": "ibl"})
+    assert small.config_hash == "ee62f996d83b02d6"
+    assert "setting" not in small.to_dict()
+    assert EvalConfig.from_dict(small.to_dict()) == small
+
+
+def test_variant_aggregation_config_is_another_config_and_round_trips():
+    config = full_config(policies=RT1_SPECS, styles=("wood",), setting=VARIANT_AGGREGATION)
+    assert config.to_dict()["setting"] == VARIANT_AGGREGATION
+    assert len(config.trials) == 378 and config.urdf_versions == ("none",)
+    assert config.variants() == tuple(SCENE_VARIANTS)
+    assert EvalConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config.env_options()["setting"] == VARIANT_AGGREGATION
+    visual = full_config(policies=RT1_SPECS, styles=("wood",))
+    assert config.config_hash != visual.config_hash and "setting" not in visual.env_options()
+
+
+def test_variant_selection_narrows_the_trials():
+    keys = select_trials(None, VARIANT_AGGREGATION, variants=["darker", "base"])
+    assert len(keys) == 2 * 6 * 9 and keys[0] == "OpenTopDrawer/base/x0.65_y-0.20"
+    assert {parse_trial(key).variant for key in keys} == {"base", "darker"}
+    keys = select_trials(["CloseTopDrawer", "OpenTopDrawer/station2/x0.75_y+0.00"], VARIANT_AGGREGATION,
+                         variants=["station2"])
+    assert len(keys) == 9 + 1
+    config = full_config(policies=RT1_SPECS, styles=("wood",), setting=VARIANT_AGGREGATION,
+                         trials=select_trials(None, VARIANT_AGGREGATION, ["base", "brighter"]))
+    assert config.variants() == ("base", "brighter") and config.expected_episodes() == 108 * 3 * 3
+    with pytest.raises(ValueError, match="unknown scene variant 'garden'.*base, bedroom"):
+        select_trials(None, VARIANT_AGGREGATION, ["garden"])
+    with pytest.raises(ValueError, match="visual-matching trial"):
+        select_trials(["OpenTopDrawer/a0"], VARIANT_AGGREGATION)
+    with pytest.raises(ValueError, match="visual matching has none"):
+        select_trials(None, VISUAL_MATCHING, ["base"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"trials": ("OpenTopDrawer/a0",)}, "not variant-aggregation trials"),
+    ({"urdf_versions": ("recolor_cabinet_visual_matching_1",)}, "original robot URDF"),
+    ({"env_kwargs": {"setting": VARIANT_AGGREGATION}}, "EvalConfig.setting"),
+])
+def test_variant_aggregation_config_refuses_what_does_not_belong(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        full_config(policies=RT1_SPECS, styles=("wood",), setting=VARIANT_AGGREGATION, **overrides)
+    with pytest.raises(ValueError, match="not visual-matching trials"):
+        full_config(policies=RT1_SPECS, trials=("OpenTopDrawer/base/x0.65_y-0.20",))
+    with pytest.raises(ValueError, match="unknown setting"):
+        full_config(policies=RT1_SPECS, setting="visual_matching")
+
+
+def test_tiny_preset_refuses_variant_aggregation():
+    with pytest.raises(ValueError, match="stand-in of --preset tiny does not have"):
+        tiny_config(setting=VARIANT_AGGREGATION, trials=select_trials(None, VARIANT_AGGREGATION),
+                    urdf_versions=("none",))
