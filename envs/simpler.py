@@ -72,6 +72,11 @@ def _import_simpler() -> Path:
     return Path(ASSET_DIR)
 
 
+def simpler_asset_dir() -> Path:
+    """SIMPLER's asset folder (imports SIMPLER; raises ImportError with install instructions without it)."""
+    return _import_simpler()
+
+
 _shared_renderer: Any = None
 
 

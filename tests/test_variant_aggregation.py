@@ -6,6 +6,7 @@ source tree is on this machine, and against its count computed from the setting'
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from envs.protocol import (
 from envs.trial_env import DrawerTrialEnv, parse_trial
 from evaluation.config import EvalConfig, PolicySpec, full_config, select_trials, tiny_config
 
+REPO = Path(__file__).resolve().parents[1]
 SIMPLER_SCRIPT = Path(os.environ.get("SIMPLER_ENV_SRC", "/opt/simpler/src/SimplerEnv")) / "scripts" / \
     "rt1_drawer_variant_agg.sh"
 
@@ -242,3 +244,49 @@ def test_tiny_preset_refuses_variant_aggregation():
     with pytest.raises(ValueError, match="stand-in of --preset tiny does not have"):
         tiny_config(setting=VARIANT_AGGREGATION, trials=select_trials(None, VARIANT_AGGREGATION),
                     urdf_versions=("none",))
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+def _eval_script():
+    spec = importlib.util.spec_from_file_location("eval_policies", REPO / "scripts" / "eval_policies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--setting", "variant-aggregation", "--preset", "tiny"], "CPU stand-in of --preset tiny has none"),
+    (["--setting", "variant-aggregation", "--urdf-versions", "all"], "original robot URDF only"),
+    (["--variants", "base"], "visual matching has none"),
+])
+def test_command_line_refuses_mismatched_options(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _eval_script().parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_command_line_builds_a_variant_aggregation_config(tmp_path):
+    script = _eval_script()
+    args = script.parse_args(["--setting", "variant-aggregation", "--variants", "station3", "base",
+                              "--checkpoints", str(tmp_path / "rt_1_x"), "--styles", "wood", "--trials",
+                              "OpenTopDrawer"])
+    config, _, _ = script.build_config(args)
+    assert config.setting == VARIANT_AGGREGATION and config.variants() == ("base", "station3")
+    assert len(config.trials) == 2 * 9 and config.urdf_versions == ("none",)
+    assert script.default_run_dir("full", None, args.setting) == "runs/eval-full-variant-aggregation"
+
+
+@pytest.mark.simpler
+def test_command_line_refuses_up_front_naming_missing_variant_assets(tmp_path):
+    pytest.importorskip("mani_skill2_real2sim.envs", reason="SIMPLER (ManiSkill2_real2sim) is not installed")
+    from envs.simpler import missing_variant_assets
+
+    if not missing_variant_assets(list(SCENE_VARIANTS)):
+        pytest.skip("this SIMPLER asset folder has every variant's files")
+    script = _eval_script()
+    args = script.parse_args(["--setting", "variant-aggregation", "--checkpoints", str(tmp_path / "rt_1_x"),
+                              "--styles", "wood", "--domains", "unedited"])
+    config, _, _ = script.build_config(args)
+    with pytest.raises(FileNotFoundError, match=r"no_roof\.glb.*--variants base brighter darker"):
+        script.check_local_inputs(config)
