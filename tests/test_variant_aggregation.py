@@ -290,3 +290,38 @@ def test_command_line_refuses_up_front_naming_missing_variant_assets(tmp_path):
     config, _, _ = script.build_config(args)
     with pytest.raises(FileNotFoundError, match=r"no_roof\.glb.*--variants base brighter darker"):
         script.check_local_inputs(config)
+
+
+# --- the report ---------------------------------------------------------------------------------------------
+
+def test_report_averages_over_variants_as_simpler_and_says_which_setting(tmp_path):
+    from evaluation.report import build_report
+    from evaluation.results import EpisodeResult, ResultStore
+
+    trials = select_trials(["OpenTopDrawer", "CloseTopDrawer"], VARIANT_AGGREGATION, ["base", "darker"])
+    config = full_config(policies=RT1_SPECS, styles=("wood",), domains=("unedited",), seeds=1,
+                         setting=VARIANT_AGGREGATION, trials=trials)
+    # base: open 9/9, close 3/9; darker: open 0/9, close 6/9
+    successes = {("open", "base"): 9, ("close", "base"): 3, ("open", "darker"): 0, ("close", "darker"): 6}
+    store = ResultStore.create(tmp_path, config)
+    for trial in config.trial_list():
+        index = list(VARIANT_POSES).index(trial.robot_pose)
+        success = index < successes[(trial.task.action, trial.variant)]
+        store.add(EpisodeResult("rt_1_x", "unedited", "", "none", 0, trial.task.name, trial.pose,
+                                trial.task.drawer, trial.task.action, success, 113, None, 0.0, 1, 1.0,
+                                config.config_hash))
+    report = build_report(tmp_path, n_boot=200)
+    (domain,) = report.domains
+    (rates,) = domain.rates
+    # SIMPLER: each (task, variant)'s mean over its poses, averaged over variants; average = (open + close) / 2
+    assert rates.open.rate == pytest.approx((9 / 9 + 0 / 9) / 2)
+    assert rates.close.rate == pytest.approx((3 / 9 + 6 / 9) / 2)
+    assert rates.average.rate == pytest.approx(0.5) and rates.average.trials == 36
+    assert list(domain.rates_by_variant) == ["base", "darker"]
+    assert domain.rates_by_variant["base"][0].average.rate == pytest.approx((1 + 3 / 9) / 2)
+    assert domain.rates_by_variant["darker"][0].average.rate == pytest.approx((0 + 6 / 9) / 2)
+    markdown = report.to_markdown()
+    assert "variant aggregation" in markdown and "2 of 7" in markdown and "Average success by scene variant" in markdown
+    saved = report.to_json()
+    assert saved["run"]["setting"] == VARIANT_AGGREGATION and saved["run"]["variants"] == ["base", "darker"]
+    assert list(saved["domains"][0]["rates_by_variant"]) == ["base", "darker"]
