@@ -5,6 +5,7 @@ dependency: this module imports it only when an environment is made, and says ho
 missing.
 
     env = make_simpler_drawer("OpenTopDrawer", "b1", shader_dir="ibl")  # "ibl": rasterised, fast on a CPU
+    env = make_simpler_variant_drawer("OpenTopDrawer", "darker/x0.65_y-0.20")  # variant aggregation
     obs, info = env.reset(seed=0)
     frame = obs["image"]["overhead_camera"]["rgb"]  # (512, 640, 3) uint8
     state = read_drawer_state(env)  # instruction, drawer joint position, success
@@ -23,11 +24,14 @@ import numpy as np
 from envs.protocol import (
     CONTROL_FREQ,
     MAX_EPISODE_STEPS,
+    SCENE_VARIANTS,
     SIM_FREQ,
     URDF_VERSIONS,
     DrawerTask,
     Trial,
     check_pose,
+    check_variant,
+    check_variant_pose,
     simpler_urdf_version,
 )
 
@@ -66,6 +70,11 @@ def _import_simpler() -> Path:
             ) from error
         raise ImportError(f"{SIMPLER_INSTALL_HINT}\n(import failed: {error})") from error
     return Path(ASSET_DIR)
+
+
+def simpler_asset_dir() -> Path:
+    """SIMPLER's asset folder (imports SIMPLER; raises ImportError with install instructions without it)."""
+    return _import_simpler()
 
 
 _shared_renderer: Any = None
@@ -155,6 +164,126 @@ def visual_matching_kwargs(
     }
 
 
+#: SIMPLER's cabinet where a variant names none (its drawer env's default ``station_name``).
+DEFAULT_STATION = "mk_station"
+#: Where SIMPLER's drawer envs find stages and cabinets, relative to its asset folder (its `DEFAULT_SCENE_ROOT`
+#: and `DEFAULT_ASSET_ROOT`).
+STAGES_FOLDER = Path("hab2_bench_assets") / "stages"
+CABINETS_FOLDER = Path("custom")
+
+
+class MissingSimplerAssetError(FileNotFoundError):
+    """A file SIMPLER needs for a scene variant is not in its asset folder."""
+
+
+def variant_asset_files(variant: str, asset_dir: Path) -> list[Path]:
+    """The files of SIMPLER's asset folder that a variant-aggregation scene variant loads: its stage and its
+    cabinet's URDF (the stock cabinets are boxes; `mk_station3`'s tabletop mesh lies beside it)."""
+    scene = SCENE_VARIANTS[check_variant(variant)]
+    return [asset_dir / STAGES_FOLDER / f"{scene.scene_name}.glb",
+            asset_dir / CABINETS_FOLDER / f"{scene.station_name or DEFAULT_STATION}.urdf"]
+
+
+def missing_variant_assets(variants: list[str] | tuple[str, ...], asset_dir: Path | None = None
+                           ) -> dict[str, list[Path]]:
+    """The variants (of ``variants``) whose files are missing from SIMPLER's asset folder, with those files.
+    Imports SIMPLER to find the folder unless ``asset_dir`` is given."""
+    asset_dir = asset_dir if asset_dir is not None else _import_simpler()
+    missing = {variant: [path for path in variant_asset_files(variant, asset_dir) if not path.is_file()]
+               for variant in variants}
+    return {variant: paths for variant, paths in missing.items() if paths}
+
+
+def missing_assets_message(missing: dict[str, list[Path]], asset_dir: Path) -> str:
+    """What is missing and how to get it or leave it out."""
+    files = sorted({path for paths in missing.values() for path in paths})
+    listed = ", ".join(str(path.relative_to(asset_dir)) if path.is_relative_to(asset_dir) else str(path)
+                       for path in files)
+    available = [name for name in SCENE_VARIANTS if name not in missing]
+    return (
+        f"SIMPLER's asset folder {asset_dir} lacks {listed}, needed by the variant-aggregation scene "
+        f"variant(s) {', '.join(missing)}. A full clone of https://github.com/simpler-env/ManiSkill2_real2sim "
+        "has them under data/ (a partial snapshot may leave large files out): copy them to the same place under "
+        f"{asset_dir}, or point MS2_REAL2SIM_ASSET_DIR at a complete data folder. Or run only the variants that "
+        f"are there: --variants {' '.join(available)} (the report then averages over those only)."
+    )
+
+
+def check_variant_assets(variants: list[str] | tuple[str, ...], asset_dir: Path | None = None) -> None:
+    """Raises `MissingSimplerAssetError` naming every missing file of ``variants`` and how to get it."""
+    asset_dir = asset_dir if asset_dir is not None else _import_simpler()
+    missing = missing_variant_assets(variants, asset_dir)
+    if missing:
+        raise MissingSimplerAssetError(missing_assets_message(missing, asset_dir))
+
+
+def variant_aggregation_kwargs(
+    variant: str, *, shader_dir: str = "rt", add_segmentation: bool = True
+) -> dict[str, Any]:
+    """`gym.make` keyword arguments of SIMPLER's variant-aggregation drawer evaluation in one scene variant.
+
+    No real background overlay; SIMPLER's script ray-traces every variant (`shader_dir="rt"`); the robot URDF
+    is SIMPLER's original (its script names none). The robot start pose comes with each reset
+    (`trial_reset_options`).
+    """
+    return {
+        "obs_mode": "rgbd",
+        "robot": GOOGLE_ROBOT,
+        "control_mode": GOOGLE_ROBOT_CONTROL_MODE,
+        "sim_freq": SIM_FREQ,
+        "control_freq": CONTROL_FREQ,
+        "max_episode_steps": MAX_EPISODE_STEPS,
+        **SCENE_VARIANTS[check_variant(variant)].build_kwargs(),
+        "shader_dir": shader_dir,
+        "rgb_overlay_path": None,
+        "camera_cfgs": {"add_segmentation": True} if add_segmentation else {},
+    }
+
+
+def make_simpler_variant_drawer(
+    task: DrawerTask | str,
+    pose: str,
+    *,
+    shader_dir: str = "rt",
+    urdf_version: str | None = None,
+    add_segmentation: bool = True,
+    **overrides: Any,
+) -> gym.Env:
+    """Makes SIMPLER's drawer env for `task` in one variant-aggregation trial, `pose` = ``variant/grid pose``
+    (e.g. ``"office/x0.65_y-0.20"``, see `envs.protocol.VARIANT_POSES` and `SCENE_VARIANTS`).
+
+    Uses `variant_aggregation_kwargs`; `overrides` replace or add `gym.make` keyword arguments. `urdf_version`
+    None is SIMPLER's original robot URDF, the one its variant aggregation uses. Before SIMPLER builds the
+    scene, a stage or cabinet file missing from its asset folder raises `MissingSimplerAssetError` naming it.
+    Every reset starts at the grid pose (`RobotStartPose`).
+    """
+    task = task if isinstance(task, DrawerTask) else DrawerTask.parse(task)
+    trial = Trial(task, check_variant_pose(pose))
+    asset_dir = _import_simpler()
+    check_variant_assets([trial.variant], asset_dir)
+    kwargs = variant_aggregation_kwargs(trial.variant, shader_dir=shader_dir, add_segmentation=add_segmentation)
+    if urdf_version is not None:
+        kwargs["urdf_version"] = urdf_version
+    kwargs.update(overrides)
+    return RobotStartPose(_make_env(task, kwargs), trial)
+
+
+def _make_env(task: DrawerTask, kwargs: dict[str, Any]) -> gym.Env:
+    """`gym.make` of SIMPLER's drawer env, with one renderer kept alive and a clear error without Vulkan."""
+    try:
+        if kwargs.get("renderer", "sapien") == "sapien":
+            _keep_rendering_context_alive(kwargs.get("renderer_kwargs") or {})
+        return gym.make(task.simpler_env_id, **kwargs)
+    except RuntimeError as error:
+        if "rendering device" in str(error) or "vulkan" in str(error).lower():
+            raise NoRenderingDeviceError(
+                f"SAPIEN found no Vulkan device to render with ({error}). On a GPU machine install the NVIDIA "
+                "Vulkan driver; on a CPU-only machine install software Vulkan (Mesa lavapipe): see the README "
+                "section 'Real SIMPLER (optional)'."
+            ) from error
+        raise
+
+
 def make_simpler_drawer(
     task: DrawerTask | str,
     pose: str,
@@ -176,6 +305,9 @@ def make_simpler_drawer(
     call also keeps one SAPIEN renderer alive for the process, so that later envs skip shader compilation.
     """
     task = task if isinstance(task, DrawerTask) else DrawerTask.parse(task)
+    if "/" in pose:
+        raise ValueError(f"{pose!r} is a variant-aggregation trial pose: make its env with "
+                         "make_simpler_variant_drawer (make_simpler_drawer makes visual-matching envs)")
     check_pose(pose)
     if not add_segmentation and overrides.get("rgb_overlay_path", "") is not None:
         raise ValueError(
@@ -194,19 +326,7 @@ def make_simpler_drawer(
             "of a source checkout of ManiSkill2_real2sim (install it with `pip install -e`), or in the folder "
             "named by the environment variable MS2_REAL2SIM_ASSET_DIR."
         )
-    try:
-        if kwargs.get("renderer", "sapien") == "sapien":
-            _keep_rendering_context_alive(kwargs.get("renderer_kwargs") or {})
-        env = gym.make(task.simpler_env_id, **kwargs)
-    except RuntimeError as error:
-        if "rendering device" in str(error) or "vulkan" in str(error).lower():
-            raise NoRenderingDeviceError(
-                f"SAPIEN found no Vulkan device to render with ({error}). On a GPU machine install the NVIDIA "
-                "Vulkan driver; on a CPU-only machine install software Vulkan (Mesa lavapipe): see the README "
-                "section 'Real SIMPLER (optional)'."
-            ) from error
-        raise
-    return RobotStartPose(env, Trial(task, pose))
+    return RobotStartPose(_make_env(task, kwargs), Trial(task, pose))
 
 
 @dataclass(frozen=True)

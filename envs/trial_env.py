@@ -6,7 +6,12 @@ and picks the trial from, in order: `reset(options={"trial": Trial | "OpenTopDra
 the `next_trial` attribute (per env of a vector env via `set_attr("next_trial", [...])`), the fixed `task`/`pose`
 given at construction, or the protocol by seed (trial = protocol[seed % 54]).
 
-`urdf_version` picks the robot URDF of SIMPLER's visual-matching protocol (`envs.protocol.URDF_VERSIONS`).
+`setting` picks the protocol (`envs.protocol.SETTINGS`): a trial chosen by seed, and the trial the env starts
+with, come from its trials (variant aggregation: `variant_aggregation_trials`). A trial of the other setting is
+still accepted by name. Variant aggregation runs on SIMPLER only: the stand-in has no scene variants.
+
+`urdf_version` (default: the setting's, `DEFAULT_URDF_VERSION` or `VARIANT_AGGREGATION_URDF_VERSION`) picks the
+robot URDF of SIMPLER's visual-matching protocol (`envs.protocol.URDF_VERSIONS`).
 The stand-in has no URDFs: it accepts and records the name (in `info["urdf_version"]`) and renders the same
 robot for all four, so the harness's URDF bookkeeping runs on a CPU but only SIMPLER shows the difference.
 """
@@ -22,11 +27,15 @@ from sim2real_edit.seeding import check_reset_seed
 from .masks import cabinet_segmentation_ids
 from .protocol import (
     DEFAULT_URDF_VERSION,
+    SETTINGS,
+    VARIANT_AGGREGATION,
+    VARIANT_AGGREGATION_URDF_VERSION,
+    VISUAL_MATCHING,
     DrawerTask,
     Trial,
-    check_pose,
+    check_trial_pose,
     check_urdf_version,
-    protocol_trials,
+    setting_trials,
     simpler_urdf_version,
 )
 
@@ -56,8 +65,9 @@ def parse_trial(value: Trial | str) -> Trial:
         return value
     task, _, pose = str(value).partition("/")
     if not pose:
-        raise ValueError(f"a trial is written 'Task/pose', e.g. 'OpenTopDrawer/a0'; got {value!r}")
-    return Trial(DrawerTask.parse(task), check_pose(pose))
+        raise ValueError(f"a trial is written 'Task/pose', e.g. 'OpenTopDrawer/a0' or (variant aggregation) "
+                         f"'OpenTopDrawer/base/x0.65_y-0.20'; got {value!r}")
+    return Trial(DrawerTask.parse(task), check_trial_pose(pose))
 
 
 class DrawerTrialEnv(gym.Env):
@@ -70,8 +80,9 @@ class DrawerTrialEnv(gym.Env):
         backend: str = "standin",
         task: DrawerTask | str | None = None,
         pose: str | None = None,
-        urdf_version: str = DEFAULT_URDF_VERSION,
+        urdf_version: str | None = None,
         success_ends_episode: bool = True,
+        setting: str = VISUAL_MATCHING,
         **backend_kwargs: Any,
     ):
         """``success_ends_episode=False`` keeps the episode going after success: SIMPLER's envs report
@@ -81,23 +92,40 @@ class DrawerTrialEnv(gym.Env):
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         if (task is None) != (pose is None):
             raise ValueError("give both task= and pose=, or neither (then the protocol's trial is picked by seed)")
+        if setting not in SETTINGS:
+            raise ValueError(f"unknown setting {setting!r}; choose one of {SETTINGS}")
         self.backend = backend
+        self.setting = setting
+        if urdf_version is None:  # the setting's: the paper's for visual matching, SIMPLER's original otherwise
+            urdf_version = DEFAULT_URDF_VERSION if setting == VISUAL_MATCHING else VARIANT_AGGREGATION_URDF_VERSION
         self.urdf_version = check_urdf_version(urdf_version)
         self.success_ends_episode = success_ends_episode
         self.backend_kwargs = backend_kwargs
-        self.fixed_trial = Trial(DrawerTask.parse(task) if isinstance(task, str) else task, check_pose(pose)) \
-            if task is not None else None
+        self.fixed_trial = Trial(DrawerTask.parse(task) if isinstance(task, str) else task,
+                                 check_trial_pose(pose)) if task is not None else None
         self.next_trial: Trial | str | None = None
-        self.trial = self.fixed_trial or protocol_trials()[0]
+        self.trial = self.fixed_trial or setting_trials(setting)[0]
         self._env = self._make(self.trial)
         self.observation_space = self._env.observation_space
         self.action_space = self._env.action_space
 
     def _make(self, trial: Trial) -> gym.Env:
         if self.backend == "standin":
+            if trial.variant is not None:
+                raise ValueError(
+                    f"the CPU stand-in has no scene variants, so it cannot run the {VARIANT_AGGREGATION} trial "
+                    f"{trial.key!r}: run variant aggregation on the real SIMPLER (backend 'simpler', not --preset "
+                    "tiny), or run visual-matching trials such as 'OpenTopDrawer/a0' on the stand-in"
+                )
             from .standin import DrawerStandIn
 
             return DrawerStandIn(task=trial.task, pose=trial.pose, **self.backend_kwargs)
+        if trial.variant is not None:
+            from .simpler import make_simpler_variant_drawer
+
+            return make_simpler_variant_drawer(trial.task, trial.pose,
+                                               urdf_version=simpler_urdf_version(self.urdf_version),
+                                               **self.backend_kwargs)
         from .simpler import make_simpler_drawer
 
         return make_simpler_drawer(trial.task, trial.pose, urdf_version=simpler_urdf_version(self.urdf_version),
@@ -111,7 +139,7 @@ class DrawerTrialEnv(gym.Env):
         if self.fixed_trial is not None:
             return self.fixed_trial
         if seed is not None:
-            trials = protocol_trials()
+            trials = setting_trials(self.setting)
             return trials[seed % len(trials)]
         return self.trial
 

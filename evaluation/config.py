@@ -20,11 +20,19 @@ from envs.protocol import (
     DEFAULT_URDF_VERSION,
     MAX_EPISODE_STEPS,
     ROBOT_POSES,
+    SCENE_VARIANTS,
+    SETTINGS,
     URDF_VERSIONS,
+    VARIANT_AGGREGATION,
+    VARIANT_AGGREGATION_URDF_VERSION,
+    VARIANT_POSES,
+    VISUAL_MATCHING,
     DrawerTask,
     Trial,
     check_urdf_version,
+    check_variant,
     protocol_trials,
+    variant_aggregation_trials,
 )
 from envs.trial_env import parse_trial
 from policies.scripted import GRADED_SKILLS
@@ -101,6 +109,11 @@ class EvalConfig:
     episode's reset seed (robot start jitter and the diffusion noise of its edits) together with its trial.
     ``urdf_versions``: the paper ran SIMPLER's first visual-matching URDF only (the default); SIMPLER's own
     visual-matching numbers average all four (`envs.protocol.URDF_VERSIONS`).
+
+    ``setting``: SIMPLER's drawer setting, visual matching (the default; real background overlays) or variant
+    aggregation (`envs.protocol.VARIANT_AGGREGATION`: seven simulated scene variants, SIMPLER only, trials of
+    `envs.protocol.variant_aggregation_trials` and SIMPLER's original robot URDF; `full_config(setting=...)`
+    fills those in). Left out of `to_dict` when it is the default, so visual-matching configs keep their hash.
     """
 
     preset: str = "full"
@@ -124,10 +137,17 @@ class EvalConfig:
     # Content stamps of built pieces the episodes depend on (e.g. the tiny preset's base, specialist, policies,
     # real-world table): rebuilding one of them makes another config, so a run folder never mixes builds.
     artefacts: dict[str, str] = field(default_factory=dict)
+    setting: str = VISUAL_MATCHING
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {PRESETS}")
+        if self.setting not in SETTINGS:
+            raise ValueError(f"unknown setting {self.setting!r}; choose one of {SETTINGS}")
+        if self.setting == VARIANT_AGGREGATION and self.preset == "tiny":
+            raise ValueError(f"{VARIANT_AGGREGATION} needs SIMPLER's scene variants, which the CPU stand-in of "
+                             "--preset tiny does not have: run it on SIMPLER (--preset full), or run visual "
+                             "matching on the stand-in")
         if not self.policies:
             raise ValueError("no policies to evaluate: give RT-1 checkpoint folders or scripted policy names")
         names = [policy.name for policy in self.policies]
@@ -168,9 +188,17 @@ class EvalConfig:
             )
         if "urdf_version" in self.env_kwargs:
             raise ValueError("choose the robot URDF with urdf_versions (stored per episode), not env_kwargs")
+        if self.setting == VARIANT_AGGREGATION and self.urdf_versions != (VARIANT_AGGREGATION_URDF_VERSION,):
+            raise ValueError(f"{VARIANT_AGGREGATION} uses SIMPLER's original robot URDF only: urdf_versions must be "
+                             f"({VARIANT_AGGREGATION_URDF_VERSION!r},), got {self.urdf_versions}")
+        if "setting" in self.env_kwargs:
+            raise ValueError("choose the setting with EvalConfig.setting, not env_kwargs")
         if not self.trials:
             raise ValueError("no trials: give trial keys such as 'OpenTopDrawer/a0' or task names")
-        self.trial_list()  # an unknown task or pose names the known ones
+        other = [trial.key for trial in self.trial_list() if trial.setting != self.setting]  # names unknown ones
+        if other:
+            raise ValueError(f"{len(other)} trial(s) are not {self.setting} trials (e.g. {other[0]!r}): choose them "
+                             f"with select_trials(..., setting={self.setting!r}), or full_config(setting=...)")
         if self.seeds < 1:
             raise ValueError(f"seeds must be at least 1, got {self.seeds}")
         if not 1 <= self.max_episode_steps <= MAX_EPISODE_STEPS:
@@ -194,6 +222,8 @@ class EvalConfig:
                 del values[name]
         if not values["artefacts"]:
             del values["artefacts"]
+        if values["setting"] == VISUAL_MATCHING:
+            del values["setting"]
         return values
 
     @classmethod
@@ -215,6 +245,11 @@ class EvalConfig:
     def trial_list(self) -> list[Trial]:
         return [parse_trial(key) for key in self.trials]
 
+    def variants(self) -> tuple[str, ...]:
+        """The scene variants of the run's trials, in protocol order (none for visual matching)."""
+        chosen = {trial.variant for trial in self.trial_list()}
+        return tuple(name for name in SCENE_VARIANTS if name in chosen)
+
     def domain_styles(self) -> list[tuple[str, str]]:
         """The (domain, style) pairs of the run, in run order; a domain without a style has style ``""``."""
         pairs = [(domain, "") for domain in DOMAINS if domain in self.domains and domain not in STYLED_DOMAINS]
@@ -229,6 +264,8 @@ class EvalConfig:
         options: dict[str, Any] = dict(self.env_kwargs)
         if self.preset == "tiny":
             options["preset"] = "tiny"
+        if self.setting != VISUAL_MATCHING:  # the trial a fresh env starts with comes from the setting
+            options["setting"] = self.setting
         if self.edit_steps is not None:
             options["num_steps"] = self.edit_steps
         if self.edit_short_side is not None:
@@ -275,9 +312,20 @@ class ExecutionOptions:
             raise ValueError(f"vectorization_mode must be 'async' or 'sync', got {self.vectorization_mode!r}")
 
 
-def select_trials(selection: list[str] | None) -> tuple[str, ...]:
+def select_trials(selection: list[str] | None, setting: str = VISUAL_MATCHING,
+                  variants: list[str] | None = None) -> tuple[str, ...]:
     """Trial keys from a selection of trial keys (``OpenTopDrawer/a0``) and task names (all nine poses);
-    None or ``["all"]``: the 54 trials of the protocol. Order and duplicates follow the protocol."""
+    None or ``["all"]``: the 54 trials of the protocol. Order and duplicates follow the protocol.
+
+    ``setting`` variant aggregation: the 378 trials of `envs.protocol.variant_aggregation_trials`; a task name
+    selects its nine grid poses in every variant, a key is ``OpenTopDrawer/base/x0.65_y-0.20``; ``variants``
+    keeps only those scene variants (None or ``["all"]``: all seven)."""
+    if setting == VARIANT_AGGREGATION:
+        return _select_variant_trials(selection, variants)
+    if setting != VISUAL_MATCHING:
+        raise ValueError(f"unknown setting {setting!r}; choose one of {SETTINGS}")
+    if variants:
+        raise ValueError(f"scene variants belong to {VARIANT_AGGREGATION}; visual matching has none")
     if not selection or selection == ["all"]:
         return tuple(trial.key for trial in protocol_trials())
     chosen: set[str] = set()
@@ -288,6 +336,35 @@ def select_trials(selection: list[str] | None) -> tuple[str, ...]:
             task = DrawerTask.parse(item)
             chosen.update(Trial(task, pose).key for pose in ROBOT_POSES)
     return tuple(trial.key for trial in protocol_trials() if trial.key in chosen)
+
+
+def select_variants(selection: list[str] | None) -> tuple[str, ...]:
+    """Variant-aggregation scene variants in protocol order; None or ``["all"]``: all seven."""
+    if not selection or selection == ["all"]:
+        return tuple(SCENE_VARIANTS)
+    chosen = {check_variant(name) for name in selection}
+    return tuple(name for name in SCENE_VARIANTS if name in chosen)
+
+
+def _select_variant_trials(selection: list[str] | None, variants: list[str] | None) -> tuple[str, ...]:
+    protocol = variant_aggregation_trials(select_variants(variants))
+    if not selection or selection == ["all"]:
+        return tuple(trial.key for trial in protocol)
+    chosen: set[str] = set()
+    for item in selection:
+        if "/" in item:
+            trial = parse_trial(item)
+            if trial.setting != VARIANT_AGGREGATION:
+                raise ValueError(f"{item!r} is a visual-matching trial; a {VARIANT_AGGREGATION} trial is written "
+                                 f"'Task/variant/grid pose', e.g. 'OpenTopDrawer/base/{next(iter(VARIANT_POSES))}'")
+            chosen.add(trial.key)
+        else:
+            task = DrawerTask.parse(item)
+            chosen.update(trial.key for trial in protocol if trial.task == task)
+    keys = tuple(trial.key for trial in protocol if trial.key in chosen)
+    if not keys:
+        raise ValueError(f"the trial selection {selection} has no trial in the scene variants {variants}")
+    return keys
 
 
 def select_urdf_versions(selection: list[str] | None) -> tuple[str, ...]:
@@ -364,9 +441,13 @@ def default_checkpoint_root() -> Path:
 
 def full_config(**overrides: Any) -> EvalConfig:
     """The paper's protocol: the four published RT-1 checkpoints (under `default_checkpoint_root`) x 54 trials
-    x 3 seeds x 7 styles, plus the unedited simulator, both edited variants."""
+    x 3 seeds x 7 styles, plus the unedited simulator, both edited variants. ``setting=VARIANT_AGGREGATION``:
+    SIMPLER's variant aggregation instead (its 378 trials and original robot URDF, unless given)."""
     if "policies" not in overrides:
         overrides["policies"] = published_rt1_policies()
+    if overrides.get("setting") == VARIANT_AGGREGATION:
+        overrides.setdefault("trials", select_trials(None, VARIANT_AGGREGATION))
+        overrides.setdefault("urdf_versions", (VARIANT_AGGREGATION_URDF_VERSION,))
     return EvalConfig(**{"preset": "full", **overrides})
 
 

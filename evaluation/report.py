@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.protocol import DEFAULT_URDF_VERSION, URDF_VERSIONS
+from envs.protocol import DEFAULT_URDF_VERSION, SCENE_VARIANTS, URDF_VERSIONS, VARIANT_AGGREGATION
 from sim2real_edit.metrics import (
     PairedOutcomes,
     TrialOutcomes,
@@ -221,6 +221,7 @@ class DomainReport:
     plot: str
     rates_by_urdf_version: dict[str, tuple[PolicyRates, ...]] = field(default_factory=dict)  # if several ran
     agreement_over_seeds: dict[str, SeedSpread | None] = field(default_factory=dict)  # if several seeds ran
+    rates_by_variant: dict[str, tuple[PolicyRates, ...]] = field(default_factory=dict)  # variant aggregation
 
 
 @dataclass
@@ -314,6 +315,8 @@ class Report:
                 "episodes_stored": self.episodes_stored,
                 "episodes_expected": self.config.expected_episodes(),
                 "urdf_versions": list(self.config.urdf_versions),
+                "setting": self.config.setting,
+                "variants": list(self.config.variants()),
                 "success_rule": SUCCESS_RULE,
                 "other_config_rows": self.other_config_rows,
                 "config": self.config.to_dict(),
@@ -354,6 +357,8 @@ class Report:
                     "rates": [asdict(rates) for rates in domain.rates],
                     "rates_by_urdf_version": {urdf: [asdict(rates) for rates in by_policy]
                                               for urdf, by_policy in domain.rates_by_urdf_version.items()},
+                    "rates_by_variant": {variant: [asdict(rates) for rates in by_policy]
+                                         for variant, by_policy in domain.rates_by_variant.items()},
                     "agreement_over_seeds": {column: spread.to_json() if spread else None
                                              for column, spread in domain.agreement_over_seeds.items()},
                 }
@@ -503,6 +508,7 @@ class Report:
             (f"- {len(config.trials)} trials x {config.seeds} seed(s) x {len(config.urdf_versions)} robot URDF "
              f"version(s); domains: {', '.join(config.domains)}; styles: {', '.join(config.styles)}."),
             f"- Robot URDF versions: {_urdf_description(config.urdf_versions)}",
+            f"- Setting: {_setting_description(config)}",
             f"- Episodes: {SUCCESS_RULE}; at most {config.max_episode_steps} steps.",
             "- Policies: " + "; ".join(_policy_label(p.name, p.real_world_name, p.is_stand_in)
                                        for p in config.policies) + ".",
@@ -636,6 +642,13 @@ class Report:
                 for index, rates in enumerate(domain.rates):
                     lines.append(f"| {rates.policy} | " + " | ".join(
                         _estimate_cell(domain.rates_by_urdf_version[urdf][index].average) for urdf in urdfs) + " |")
+            if domain.rates_by_variant:
+                variants = list(domain.rates_by_variant)
+                lines += ["", f"Average success by scene variant ({domain.name}; the tables above average them):",
+                          "", "| policy | " + " | ".join(variants) + " |", "| --- |" + " --- |" * len(variants)]
+                for index, rates in enumerate(domain.rates):
+                    lines.append(f"| {rates.policy} | " + " | ".join(
+                        _estimate_cell(domain.rates_by_variant[variant][index].average) for variant in variants) + " |")
             lines += ["", f"![{domain.name}: simulated vs real success]({domain.plot})", ""]
         return "\n".join(lines).rstrip() + "\n"
 
@@ -681,9 +694,15 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
         if config.seeds > 1 and REAL not in config.domains:
             over_seeds = {column: _seed_spread(by_policy, real_names, table, column, config.seeds)
                           for column in COLUMNS}
+        by_variant = {}
+        if config.setting == VARIANT_AGGREGATION:
+            by_variant = {variant: tuple(_policy_rates(policy, real_names[policy],
+                                                       [e for e in by_policy[policy] if _variant(e) == variant],
+                                                       n_boot, alpha) for policy in real_names)
+                          for variant in config.variants()}
         plot = f"{PLOTS_DIR}/scatter_{_slug(name)}.png"
         report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot, by_urdf,
-                                           over_seeds))
+                                           over_seeds, by_variant))
     if REAL in config.domains:
         _add_paired_agreement(report, episodes, n_boot, alpha)
     else:
@@ -1320,6 +1339,24 @@ def _metric_cell(value: float, interval: tuple[float, float] | None) -> str:
     if interval is None:
         return f"{value:.3f} (no interval: run incomplete)"
     return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def _variant(episode: EpisodeResult) -> str:
+    """The scene variant of a variant-aggregation episode (its pose is ``variant/grid pose``)."""
+    return episode.pose.partition("/")[0]
+
+
+def _setting_description(config: EvalConfig) -> str:
+    if config.setting != VARIANT_AGGREGATION:
+        return ("SIMPLER's visual matching (real background overlays at the nine robot poses a0 ... c2); "
+                "`--setting variant-aggregation` runs its other setting.")
+    variants = config.variants()
+    chosen = (f"all {len(SCENE_VARIANTS)}" if variants == tuple(SCENE_VARIANTS)
+              else f"{len(variants)} of {len(SCENE_VARIANTS)}, the others left out of the run (`--variants`)")
+    return (f"SIMPLER's **variant aggregation**: scene variants {', '.join(f'`{v}`' for v in variants)} ({chosen}) "
+            "x 6 tasks x a 3x3 robot grid, no real background. As in SIMPLER's metrics, a policy's open (close) "
+            "success is averaged over its open (close) tasks in every variant (each variant weighs the same where "
+            "its trials are complete) and the average is the mean of open and close.")
 
 
 def _urdf_description(urdf_versions: tuple[str, ...]) -> str:

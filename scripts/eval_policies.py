@@ -70,6 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--urdf-versions", nargs="+", metavar="URDF",
                         help="robot URDF versions of SIMPLER's visual matching, or 'all' for its four "
                              "(default: recolor_cabinet_visual_matching_1, the paper's; 'none' is SIMPLER's None)")
+    parser.add_argument("--setting", choices=["visual-matching", "variant-aggregation"], default="visual-matching",
+                        help="SIMPLER's drawer setting: visual matching (real background overlays, 54 trials) or "
+                             "variant aggregation (7 simulated scene variants x 6 tasks x a 3x3 robot grid, 378 "
+                             "trials, SIMPLER's original robot URDF; SIMPLER only, not --preset tiny)")
+    parser.add_argument("--variants", nargs="+", metavar="VARIANT",
+                        help="variant aggregation only: its scene variants to run, or 'all' (default): base, bedroom, "
+                             "office, brighter, darker, station2, station3. The run refuses to start while a chosen "
+                             "variant's SIMPLER asset is missing and names it; the report averages over the variants "
+                             "run")
     parser.add_argument("--max-episode-steps", type=cli.positive_int, help="step limit (default 113; tiny: 48)")
     parser.add_argument("--edit-steps", type=cli.positive_int,
                         help="denoising steps per edit (default 20; tiny: the specialist's 3)")
@@ -117,6 +126,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--small sizes the tiny preset's miniature: use it with --preset tiny and without --policies")
     if args.material is not None and args.preset != "tiny":
         parser.error("--material chooses the miniature real world's cabinet: use it with --preset tiny")
+    if args.setting == "variant-aggregation":
+        if args.preset == "tiny":
+            parser.error("--setting variant-aggregation needs SIMPLER's scene variants; the CPU stand-in of "
+                         "--preset tiny has none: run it with --preset full on SIMPLER")
+        if args.urdf_versions:
+            parser.error("--setting variant-aggregation uses SIMPLER's original robot URDF only: leave out "
+                         "--urdf-versions")
+    elif args.variants:
+        parser.error("--variants chooses scene variants of --setting variant-aggregation; visual matching has none")
     return args
 
 
@@ -129,7 +147,10 @@ def build_config(args: argparse.Namespace):
         overrides["policies"] = resolve_policies(args.policies)
     elif args.preset == "full" and args.checkpoint_root:
         overrides["policies"] = evaluation.published_rt1_policies(args.checkpoint_root)
-    if args.trials:
+    if args.setting == "variant-aggregation":
+        overrides["setting"] = args.setting
+        overrides["trials"] = evaluation.select_trials(args.trials, args.setting, args.variants)
+    elif args.trials:
         overrides["trials"] = evaluation.select_trials(args.trials)
     if args.styles:
         registry = StyleRegistry.load()
@@ -192,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     # Before the miniature builds or anything loads: a run folder or data root that would refuse the run.
-    run_dir = Path(args.run_dir or default_run_dir(args.preset, args.material))
+    run_dir = Path(args.run_dir or default_run_dir(args.preset, args.material, args.setting))
     check_run_folder_available(run_dir)
     if args.preset == "tiny":
         check_data_root()  # the miniature and the tiny specialists live there
@@ -255,11 +276,13 @@ def print_time_spent(run_dir: Path, stages: dict[str, float]) -> None:
         log.write(json.dumps(record) + "\n")
 
 
-def default_run_dir(preset: str, material: str | None) -> str:
+def default_run_dir(preset: str, material: str | None, setting: str = "visual-matching") -> str:
     """``runs/eval-<preset>``; another real-world material than white marble runs in ``runs/eval-tiny-<material>``,
-    beside white marble's run."""
+    beside white marble's run; variant aggregation in ``runs/eval-<preset>-variant-aggregation``."""
     from envs.appearance import REAL_CABINET_STYLE, real_material_style
 
+    if setting != "visual-matching":
+        return f"runs/eval-{preset}-{setting}"
     if material is None or real_material_style(material) == REAL_CABINET_STYLE:
         return f"runs/eval-{preset}"
     return f"runs/eval-{preset}-{real_material_style(material)}"
@@ -293,6 +316,13 @@ def check_local_inputs(config) -> None:
                 f"no trained specialist for {', '.join(untrained)} under {registry.root / 'specialists'}. Train "
                 "each with `python scripts/train_specialist.py --style STYLE --frames frames/`, or evaluate "
                 "fewer --styles, or only --domains unedited")
+    if config.setting == "variant-aggregation":  # SIMPLER's stages and cabinets of the chosen variants
+        from envs.simpler import missing_assets_message, missing_variant_assets, simpler_asset_dir
+
+        asset_dir = simpler_asset_dir()
+        missing = missing_variant_assets(config.variants(), asset_dir)
+        if missing:
+            problems.append(missing_assets_message(missing, asset_dir).rstrip("."))
     if problems:
         raise FileNotFoundError(
             "; ".join(problems) + ". Without checkpoints, trained specialists, a GPU or SIMPLER, run the CPU "
