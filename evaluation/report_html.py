@@ -19,6 +19,8 @@ from typing import Any
 REPORT_HTML = "report.html"
 #: Beyond this many videos the gallery loads a video only when it is played.
 PRELOAD_LIMIT = 200
+#: Disagreeing trials whose videos are also shown side by side under their table.
+SIDE_BY_SIDE_LIMIT = 12
 COLUMNS = ("average", "open", "close")
 
 
@@ -146,8 +148,37 @@ def _disagreement_section(document: dict[str, Any]) -> str:
                 links.append(_video_link(videos, (trial["policy"], *_view_domain_style(view), *pair), view))
         cells.append("<td>" + " ".join(link for link in links if link) + "</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</tbody></table></section>")
-    return "\n".join(lines)
+    lines.append("</tbody></table>")
+    lines += _side_by_side(trials[:SIDE_BY_SIDE_LIMIT], videos)
+    return "\n".join([*lines, "</section>"])
+
+
+def _side_by_side(trials: list[dict[str, Any]], videos: dict[tuple, dict[str, Any]]) -> list[str]:
+    """The listed trials' videos in rows, the real episode first, then every view that disagrees with it, each
+    row with a button that plays them together from the start."""
+    rows = []
+    for trial in trials:
+        pair = (trial["urdf_version"], trial["seed"], trial["task"], trial["pose"])
+        panels = [("real", videos.get((trial["policy"], "real", "", *pair)))]
+        panels += [(view, videos.get((trial["policy"], *_view_domain_style(view), *pair))) for view in trial["disagree"]]
+        panels = [(label, video) for label, video in panels if video]
+        if len(panels) < 2:
+            continue
+        title = f"{trial['policy']}, {trial['task']}/{trial['pose']}, seed {trial['seed']}"
+        rows.append('<div class="side-by-side"><p><button type="button" class="play-together">play together</button> '
+                    f"{escape(title)}</p><div class=\"panels\">" + "".join(
+                        f'<figure><video src="{escape(video["path"])}" muted playsinline preload="metadata"></video>'
+                        f"<figcaption>{escape(label)}: {'success' if _success(trial, label) else 'failure'}"
+                        "</figcaption></figure>" for label, video in panels) + "</div></div>")
+    if not rows:
+        return []
+    note = ("<p>The real episode and the disagreeing views of the same trial "
+            f"(the first {SIDE_BY_SIDE_LIMIT} trials listed above).</p>")
+    return ["<h3>Side by side</h3>", note, *rows]
+
+
+def _success(trial: dict[str, Any], view: str) -> bool:
+    return bool(trial["real"]["success"] if view == "real" else trial["sim"][view]["success"])
 
 
 def _run_section(document: dict[str, Any]) -> str:
@@ -333,6 +364,9 @@ table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 .num { font-variant-numeric: tabular-nums; }
+.side-by-side .panels { display: flex; gap: 0.5em; flex-wrap: wrap; }
+.side-by-side figure { margin: 0; }
+.side-by-side video { max-width: 420px; }
 .notice { background: #fff4e5; border-left: 4px solid #e69500; padding: 0.5em 0.8em; }
 .note { color: #555; font-style: italic; }
 .outcome.success { color: #176b2c; }
@@ -367,6 +401,16 @@ _SCRIPT = """
   }
   selects.forEach(function (select) { select.addEventListener("change", apply); });
   apply();
+  Array.prototype.slice.call(document.querySelectorAll("button.play-together")).forEach(function (button) {
+    button.addEventListener("click", function () {
+      var row = button.closest(".side-by-side");
+      row.querySelectorAll("video").forEach(function (video) {
+        video.currentTime = 0;
+        var playing = video.play();
+        if (playing && playing.catch) { playing.catch(function () {}); }
+      });
+    });
+  });
 })();
 """
 

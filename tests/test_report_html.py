@@ -124,7 +124,7 @@ def test_report_html_in_chromium_matches_report_json_and_plays_every_video(html_
 
             # The plots are embedded and decode.
             plots = page.eval_on_selector_all("#plots img", "els => els.map(e => [e.src.slice(0, 22), e.naturalWidth])")
-            assert len(plots) == len(document["domains"]) + 1
+            assert len(plots) == len(document["domains"]) + 2  # a scatter per domain, agreement, policy rates
             assert all(src == "data:image/png;base64," and width > 100 for src, width in plots)
 
             # Every video loads (readyState >= 2) and plays a frame.
@@ -205,6 +205,12 @@ def test_flipped_real_outcomes_are_listed_first_with_their_videos(html_run):
     assert page.count('class="differs"') == 2
     for domain in ("real", "unedited", "colour-transfer-wood"):
         assert f'href="videos/scripted-expert/{domain}/{real.task}_{real.pose}_' in page
+        # ... and the same three videos side by side, the real one first, with a button playing them together.
+        assert f'<video src="videos/scripted-expert/{domain}/{real.task}_{real.pose}_' in page
+    start = page.index('<div class="side-by-side">')
+    row = page[start:page.index("</div></div>", start)]
+    assert row.count("<video") == 3 and row.index("real: failure") < row.index("unedited: success")
+    assert page.count('class="play-together"') == 1
 
     no_real = sim_real_disagreements(replace(store.config, domains=("unedited", "colour-transfer")), episodes)
     assert not no_real["real_domain"] and no_real["trials"] == []
@@ -219,3 +225,30 @@ def test_text_from_the_run_is_escaped(html_run):
     page = report_html(document, html_run)
     assert hostile not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_disagreeing_videos_play_together_in_chromium(html_run):
+    store = ResultStore.open(html_run)
+    episodes = store.episodes()
+    real = next(e for e in episodes if e.domain == "real" and e.policy == "scripted-expert" and e.success)
+    found = sim_real_disagreements(store.config, [replace(e, success=False) if e is real else e for e in episodes])
+    document = json.loads((html_run / "report.json").read_text())
+    page_file = html_run / "report_flipped.html"  # beside report.html: the same relative video paths
+    page_file.write_text(report_html({**document, "sim_real_disagreements": found}, html_run))
+    with browser() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(page_file.as_uri())
+            row = page.locator(".side-by-side")
+            assert row.count() == 1 and row.locator("video").count() == 3
+            assert page.evaluate("() => Array.from(document.querySelectorAll('.side-by-side video'))"
+                                 ".every(v => v.paused)")
+            row.locator("button.play-together").click()
+            page.wait_for_function("() => Array.from(document.querySelectorAll('.side-by-side video'))"
+                                   ".every(v => !v.paused && v.currentTime > 0)", timeout=20000)
+            assert errors == []
+        finally:
+            chromium.close()

@@ -60,3 +60,31 @@ def test_a_deterministic_policy_runs_each_unedited_trial_once_on_simpler(simpler
         return {e.key: (e.success, e.steps, e.drawer_qpos) for e in ResultStore.open(tmp_path / run).episodes()}
 
     assert outcomes("run") == outcomes("every")  # the copies are what running every seed gives
+
+
+@pytest.mark.simpler
+@pytest.mark.slow
+def test_variant_aggregation_runs_and_reports_on_simpler(simpler, tmp_path, monkeypatch):
+    """SIMPLER's second drawer setting through the harness: one trial per scene variant whose assets exist
+    (rasterised, 2 steps), the report aggregating over variants."""
+    from envs.protocol import VARIANT_AGGREGATION, VARIANT_AGGREGATION_URDF_VERSION
+    from envs.simpler import missing_variant_assets
+    from evaluation.config import select_trials, select_variants
+
+    monkeypatch.setattr(evaluation.runner, "load_policy", lambda spec, config: FixedMotionPolicy(spec.name))
+    missing = missing_variant_assets(select_variants(None))
+    available = [v for v in select_variants(None) if v not in missing]
+    assert {"base", "brighter", "darker", "station2", "station3"} <= set(available)
+    trials = [next(key for key in select_trials(["OpenTopDrawer"], VARIANT_AGGREGATION, [variant])
+                   if key.endswith("x0.75_y+0.00")) for variant in available]
+    config = full_config(policies=(PolicySpec("rt1-stand-in", RT1, checkpoint=str(tmp_path / "no-download")),),
+                         setting=VARIANT_AGGREGATION, trials=tuple(trials), seeds=1, domains=(UNEDITED,),
+                         urdf_versions=(VARIANT_AGGREGATION_URDF_VERSION,), max_episode_steps=2,
+                         env_kwargs={"shader_dir": "ibl"})
+    summary = run_evaluation(config, tmp_path / "run", ExecutionOptions(num_envs=1, vectorization_mode="sync",
+                                                                        progress=False))
+    assert summary.episodes_run == len(available)
+    report = write_report(tmp_path / "run")
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert VARIANT_AGGREGATION in markdown and f"{len(available)} of 7" in markdown
+    assert report.domain(UNEDITED).rates[0].open.rate == 0.0  # a fixed small motion never opens a drawer
