@@ -42,19 +42,28 @@ from .protocol import (
 BACKENDS = ("standin", "simpler")
 
 
-def reset_seed_changes_episode(backend: str, appearance: str = "sim", config: Any = None) -> bool:
-    """Whether an episode of a trial can differ between reset seeds when the policy's actions are the same.
+#: SIMPLER's shader folders that rasterise: their frames are a function of the scene state. "rt" (SIMPLER's
+#: default) ray-traces with random samples per pixel, and on a GPU with the OptiX denoiser; that it repeats
+#: itself exactly has not been shown, so ray-traced episodes are not taken as repeatable.
+RASTERISING_SHADERS = ("ibl", "default")
 
-    SIMPLER: no. Each of our envs is made for one task (a one-drawer env class) with the trial's start pose,
-    background overlay and robot URDF given as options, so its reset draws nothing from the seed, and SAPIEN's
-    physics and rasteriser repeat themselves (checked on the real SIMPLER in tests/test_simpler_integration.py).
-    The stand-in: the seed jitters the gripper's start (``DrawerStandInConfig.tcp_start_jitter``) and fixes the
-    sensor noise of every look but ``"sim"``; with no jitter, its ``"sim"`` look depends on the actions alone.
+
+def reset_seed_changes_episode(backend: str, appearance: str = "sim", config: Any = None,
+                               shader_dir: str = "rt") -> bool:
+    """Whether an episode of a trial can differ between reset seeds (or runs) when the policy's actions are
+    the same.
+
+    SIMPLER: only where it ray-traces (`RASTERISING_SHADERS`). Each of our envs is made for one task (a
+    one-drawer env class) with the trial's start pose, background overlay and robot URDF given as options, so
+    its reset draws nothing from the seed, and SAPIEN's physics and rasteriser repeat themselves (checked on the
+    real SIMPLER in tests/test_simpler_integration.py). The stand-in: the seed jitters the gripper's start
+    (``DrawerStandInConfig.tcp_start_jitter``) and fixes the sensor noise of every look but ``"sim"``; with no
+    jitter, its ``"sim"`` look depends on the actions alone.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend == "simpler":
-        return False
+        return shader_dir not in RASTERISING_SHADERS
     from .standin import DrawerStandInConfig
 
     return appearance != "sim" or (config or DrawerStandInConfig()).tcp_start_jitter > 0
@@ -170,7 +179,7 @@ class DrawerTrialEnv(gym.Env):
     def reset_seed_changes_episode(self) -> bool:
         """See the module function `reset_seed_changes_episode`."""
         return reset_seed_changes_episode(self.backend, self.backend_kwargs.get("appearance", "sim"),
-                                          self.backend_kwargs.get("config"))
+                                          self.backend_kwargs.get("config"), self.backend_kwargs.get("shader_dir", "rt"))
 
     def get_language_instruction(self) -> str:
         return self._env.unwrapped.get_language_instruction()

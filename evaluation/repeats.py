@@ -9,8 +9,9 @@ of these hold (`repeat_source_seed`):
   simulator and the per-channel colour edits, which ignore the seed; the diffusion edits draw their noise from
   the reset seed, the miniature real world its sensor noise);
 - the simulator's episode does not depend on the reset seed (`envs.trial_env.reset_seed_changes_episode`: true
-  of SIMPLER, whose per-task envs take the trial's start as options; the stand-in jitters the gripper's start
-  unless ``EvalConfig.standin_start_jitter`` is 0).
+  of SIMPLER where it rasterises (``env_kwargs={"shader_dir": "ibl"}``), whose per-task envs take the trial's
+  start as options - not where it ray-traces (its default, "rt"), which is not shown to repeat itself; the
+  stand-in jitters the gripper's start unless ``EvalConfig.standin_start_jitter`` is 0).
 The runner leaves repeats out of its work and stores each as a copy of seed 0's episode, marked with
 ``repeat_of_seed`` (`copy_as_repeat`); ``--run-every-seed`` (ExecutionOptions.run_repeats_once=False) runs
 them all, which is how a user can check the claim on their own simulator.
@@ -42,7 +43,8 @@ def simulator_ignores_seed(config: EvalConfig) -> bool:
     from envs.trial_env import reset_seed_changes_episode
 
     options = config.env_options()
-    return not reset_seed_changes_episode(config.backend, options.get("appearance", "sim"), options.get("config"))
+    return not reset_seed_changes_episode(config.backend, options.get("appearance", "sim"), options.get("config"),
+                                          options.get("shader_dir", "rt"))
 
 
 def repeats_across_seeds(config: EvalConfig, policy: PolicySpec, domain: str) -> bool:

@@ -99,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="Ray workers (default: one per GPU of the cluster, on CPU one per CPU)")
     parser.add_argument("--ray-gpus-per-worker", type=cli.non_negative_float, metavar="G",
                         help="GPUs per Ray worker, fractions allowed (default: 1 where the cluster has GPUs, else 0)")
+    parser.add_argument("--shader", choices=["rt", "ibl"],
+                        help="SIMPLER's renderer: rt ray-traces (SIMPLER's setting, the default; slow without an "
+                             "NVIDIA GPU), ibl rasterises (fast; its episodes repeat exactly, so a deterministic "
+                             "policy's unedited episodes run once per trial, see --run-every-seed)")
     parser.add_argument("--run-every-seed", action="store_true",
                         help="run every seed even where an episode cannot differ from its seed-0 twin (a "
                              "deterministic policy in the unedited or colour-edited domain of a simulator that "
@@ -126,6 +130,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--small sizes the tiny preset's miniature: use it with --preset tiny and without --policies")
     if args.material is not None and args.preset != "tiny":
         parser.error("--material chooses the miniature real world's cabinet: use it with --preset tiny")
+    if args.shader is not None and args.preset == "tiny":
+        parser.error("--shader chooses SIMPLER's renderer; the tiny preset's CPU stand-in has its own: drop it")
     if args.setting == "variant-aggregation":
         if args.preset == "tiny":
             parser.error("--setting variant-aggregation needs SIMPLER's scene variants; the CPU stand-in of "
@@ -183,6 +189,8 @@ def build_config(args: argparse.Namespace):
 
             overrides["env_kwargs"] = real_material_env_kwargs(args.material)
         return evaluation.tiny_config(**overrides), evaluation.TINY_EXECUTION, None
+    if args.shader is not None:
+        overrides["env_kwargs"] = {"shader_dir": args.shader}
     return evaluation.full_config(**overrides), evaluation.ExecutionOptions(), None
 
 

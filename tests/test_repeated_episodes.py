@@ -4,9 +4,11 @@ episodes."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +16,24 @@ import pytest
 from envs.standin import DrawerStandInConfig
 from envs.trial_env import DrawerTrialEnv, reset_seed_changes_episode
 from evaluation import run_evaluation
-from evaluation.config import EDITED, REAL, SCRIPTED, UNEDITED, ExecutionOptions, PolicySpec, tiny_config
+from evaluation.config import (
+    EDITED,
+    REAL,
+    RT1,
+    SCRIPTED,
+    UNEDITED,
+    ExecutionOptions,
+    PolicySpec,
+    full_config,
+    tiny_config,
+)
 from evaluation.policy_loading import is_deterministic, load_policy
 from evaluation.repeats import independent_episodes, repeat_source_seed
 from evaluation.report import write_report
 from evaluation.results import EpisodeResult, ResultStore
 from evaluation.runner import pending_episodes
 
+REPO = Path(__file__).resolve().parents[1]
 TRIALS = ("OpenTopDrawer/a0", "CloseTopDrawer/a0")
 PERFECT = PolicySpec("scripted-perfect", SCRIPTED, real_world_name=None, skill=1.0)  # acts without randomness
 NOISY = PolicySpec("scripted-good", SCRIPTED, real_world_name=None, skill=0.6)
@@ -112,7 +125,8 @@ def test_the_stand_in_ignores_the_reset_seed_exactly_when_it_says_so(jitter, app
         assert env.reset_seed_changes_episode() is reset_seed_changes_episode("standin", appearance, env.backend_kwargs["config"])
     finally:
         env.close()
-    assert reset_seed_changes_episode("simpler") is False
+    assert reset_seed_changes_episode("simpler", shader_dir="ibl") is False  # rasterised: checked on SIMPLER
+    assert reset_seed_changes_episode("simpler") is True  # ray-traced (SIMPLER's default): not shown to repeat
     with pytest.raises(ValueError, match="unknown backend"):
         reset_seed_changes_episode("mujoco")
 
@@ -153,6 +167,10 @@ def test_repeats_are_planned_only_for_deterministic_policies_in_seed_free_domain
     assert repeat_source_seed(config, PERFECT, UNEDITED, 2) == 0
     assert repeat_source_seed(config, PERFECT, REAL, 2) is None  # the real camera's noise follows the seed
     assert repeat_source_seed(config, PERFECT, UNEDITED, 0) is None
+    simpler = full_config(policies=(PolicySpec("rt1", RT1, checkpoint="ckpt"),), domains=(UNEDITED,))
+    assert repeat_source_seed(simpler, simpler.policies[0], UNEDITED, 1) is None  # ray-traced by default
+    rasterised = replace(simpler, env_kwargs={"shader_dir": "ibl"})
+    assert repeat_source_seed(rasterised, rasterised.policies[0], UNEDITED, 1) == 0
 
 
 def test_copied_repeats_equal_the_episodes_a_run_of_every_seed_gives(tmp_path):
@@ -204,3 +222,17 @@ def test_a_schema_2_database_gains_the_repeat_column_and_keeps_its_episodes(tmp_
     assert ResultStore.create(tmp_path, config).done_keys() == {episodes[0].key}
     with sqlite3.connect(store.path) as connection:
         assert connection.execute("SELECT value FROM run WHERE key = 'schema_version'").fetchone()[0] == "3"
+
+
+def test_the_shader_option_reaches_simpler_and_decides_what_runs_once(tmp_path):
+    spec = importlib.util.spec_from_file_location("eval_policies", REPO / "scripts" / "eval_policies.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    checkpoint = ["--policies", str(tmp_path / "rt1"), "--domains", "unedited"]
+    rasterised, _, _ = script.build_config(script.parse_args([*checkpoint, "--shader", "ibl"]))
+    assert rasterised.env_kwargs == {"shader_dir": "ibl"}
+    assert repeat_source_seed(rasterised, rasterised.policies[0], UNEDITED, 2) == 0
+    ray_traced, _, _ = script.build_config(script.parse_args(checkpoint))
+    assert repeat_source_seed(ray_traced, ray_traced.policies[0], UNEDITED, 2) is None
+    with pytest.raises(SystemExit):
+        script.parse_args(["--preset", "tiny", "--shader", "ibl"])
