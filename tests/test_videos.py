@@ -179,3 +179,18 @@ def test_ray_refuses_videos_with_the_fix(random_cnn, tmp_path):
 
     with pytest.raises(ValueError, match="not supported on Ray.*--no-videos"):
         RayEvaluation(video_config(random_cnn), tmp_path, SYNC)
+
+
+def test_videos_are_on_by_default_for_small_runs_only(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "eval_policies", Path(__file__).resolve().parents[1] / "scripts" / "eval_policies.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    small = tiny_config(trials=("OpenTopDrawer/b1",), seeds=1, domains=("unedited",))
+    assert small.expected_episodes() <= script.VIDEO_DEFAULT_EPISODES and script.default_videos(small, True)
+    assert not script.default_videos(small, False)  # on Ray the workers run the episodes
+    large = tiny_config(seeds=script.VIDEO_DEFAULT_EPISODES)
+    assert not script.default_videos(large, True)
+    assert "--videos records them" in capsys.readouterr().out
