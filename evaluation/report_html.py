@@ -64,10 +64,12 @@ def report_html(document: dict[str, Any], run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     sections = [
         _disagreement_section(document),
+        _claim_section(document),
         _run_section(document),
         _agreement_section(document),
         _differences_section(document),
         _rates_section(document),
+        _real_success_section(document),
         _plots_section(document, run_dir),
         _videos_section(document),
     ]
@@ -179,6 +181,56 @@ def _side_by_side(trials: list[dict[str, Any]], videos: dict[tuple, dict[str, An
 
 def _success(trial: dict[str, Any], view: str) -> bool:
     return bool(trial["real"]["success"] if view == "real" else trial["sim"][view]["success"])
+
+
+def _claim_section(document: dict[str, Any]) -> str:
+    """The goal's conditions, each with its verdict computed from the numbers (report.json ``claim``)."""
+    links = document.get("claim") or []
+    if not links:
+        return ""
+    rows = "".join(
+        f'<tr><td>{escape(link["name"])}</td><td class="verdict {_verdict(link["holds"])}"'
+        + (f' data-json-path="{escape(_pointer("claim", index, "holds"))}" data-kind="verdict"'
+           if link["holds"] is not None else "")
+        + f'>{_verdict(link["holds"])}</td><td>{escape(link["evidence"])}</td></tr>'
+        for index, link in enumerate(links))
+    return ('<section id="claim"><h2>The claim, link by link</h2><p>Each condition of the goal with its verdict, '
+            "computed from this run's numbers.</p><table><thead><tr><th>condition</th><th>verdict</th>"
+            f"<th>evidence</th></tr></thead><tbody>{rows}</tbody></table></section>")
+
+
+def _verdict(holds: bool | None) -> str:
+    return "finding" if holds is None else "holds" if holds else "fails"
+
+
+def _real_success_section(document: dict[str, Any]) -> str:
+    """Prediction-powered estimates of real success (report.json ``real_success``), where the run has real
+    episodes."""
+    entries = document.get("real_success") or []
+    if not entries:
+        return ""
+    head = ("<tr><th>view</th><th>policy</th><th>estimate</th><th>interval</th><th>real only</th>"
+            "<th>real-only interval</th><th>sim trials</th><th>real trials</th><th>real trials saved</th></tr>")
+    rows = []
+    for index, entry in enumerate(entries):
+        path = ("real_success", index)
+        saved = entry["trials_saved"]
+        cells = [escape(entry["domain"]), escape(entry["policy"]),
+                 _num(entry["estimate"], (*path, "estimate")),
+                 (f'[{_num(entry["interval"][0], (*path, "interval", 0))}, '
+                 f'{_num(entry["interval"][1], (*path, "interval", 1))}]'),
+                 _num(entry["real_rate"], (*path, "real_rate")),
+                 (f'[{_num(entry["real_only_interval"][0], (*path, "real_only_interval", 0))}, '
+                 f'{_num(entry["real_only_interval"][1], (*path, "real_only_interval", 1))}]'),
+                 _num(entry["sim_trials"], (*path, "sim_trials"), digits=0),
+                 _num(entry["real_trials"], (*path, "real_trials"), digits=0),
+                 "not claimed" if saved is None else _num(saved, (*path, "trials_saved"), digits=0)]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return ('<section id="real-success"><h2>Real success from sim plus paired real trials</h2><p>Prediction-'
+            "powered estimates: every sim trial's outcome, corrected by the paired real trials' mean difference; "
+            "beside them the real trials alone. Savings are claimed only where the paired trials show that the "
+            f"simulator narrows the interval.</p><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+            "</section>")
 
 
 def _run_section(document: dict[str, Any]) -> str:
@@ -364,6 +416,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 .num { font-variant-numeric: tabular-nums; }
+.verdict.holds { color: #1a7f37; font-weight: 600; }
+.verdict.fails { color: #b42318; font-weight: 600; }
 .side-by-side .panels { display: flex; gap: 0.5em; flex-wrap: wrap; }
 .side-by-side figure { margin: 0; }
 .side-by-side video { max-width: 420px; }

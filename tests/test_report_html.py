@@ -21,6 +21,7 @@ from evaluation import (
     tiny_config,
     write_report,
 )
+from evaluation.claim import ClaimLink
 from evaluation.config import cnn_policies
 from evaluation.disagreement import NO_REAL_DOMAIN, sim_real_disagreements
 from evaluation.report_html import report_html
@@ -52,7 +53,12 @@ def html_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("html-run")
     run_evaluation(config, run_dir, ExecutionOptions(num_envs=4, vectorization_mode="sync", progress=False,
                                                      videos=True))
-    write_report(run_dir)
+    # The real world's episodes as the paired real trials of a lab: the report estimates real success from them.
+    real = [e for e in ResultStore.open(run_dir).episodes() if e.domain == "real"]
+    csv = tmp_path_factory.mktemp("real") / "real_episodes.csv"
+    csv.write_text("policy,task,trial,outcome\n" + "".join(f"{e.policy},{e.task},{e.pose},{int(e.success)}\n"
+                                                           for e in real))
+    write_report(run_dir, real_episodes=csv)
     return run_dir
 
 
@@ -111,6 +117,9 @@ def test_report_html_in_chromium_matches_report_json_and_plays_every_video(html_
                 if cell["kind"] == "outcome":
                     assert cell["text"] == ("success" if value else "failure"), cell
                     continue
+                if cell["kind"] == "verdict":
+                    assert cell["text"] == ("holds" if value else "fails"), cell
+                    continue
                 scale = float(cell["scale"] or 1)
                 assert float(cell["text"]) == pytest.approx(value / scale, abs=0.51 * 10 ** -int(cell["digits"])), cell
             shown_paths = {cell["path"] for cell in cells}
@@ -121,6 +130,9 @@ def test_report_html_in_chromium_matches_report_json_and_plays_every_video(html_
                             assert f"/domains/{d}/rates/{r}/{column}/rate" in shown_paths
             for index in range(len(videos)):
                 assert f"/videos/episodes/{index}/bytes" in shown_paths
+            assert document["real_success"], "the real episodes give real-success estimates"
+            for index in range(len(document["real_success"])):  # every estimate and its interval is on the page
+                assert {f"/real_success/{index}/estimate", f"/real_success/{index}/interval/1"} <= shown_paths
 
             # The plots are embedded and decode.
             plots = page.eval_on_selector_all("#plots img", "els => els.map(e => [e.src.slice(0, 22), e.naturalWidth])")
@@ -252,3 +264,17 @@ def test_disagreeing_videos_play_together_in_chromium(html_run):
             assert errors == []
         finally:
             chromium.close()
+
+
+def test_the_claim_is_shown_with_each_verdict(html_run):
+    document = json.loads((html_run / "report.json").read_text())
+    assert "The claim" not in report_html(document, html_run)  # this run measures no claim
+    links = [ClaimLink("edited+crop closes half the gap <fast>", True, "MAE 0.069 of 0.174").to_json(),
+             ClaimLink("beats the colour transfer", False, "difference +0.006 [-0.017, 0.032]").to_json(),
+             ClaimLink("the control in the crop domain", None, "51% of the gap").to_json()]
+    page = report_html({**document, "claim": links}, html_run)
+    section = page[page.index('<section id="claim">'):]
+    section = section[:section.index("</section>")]
+    assert [section.count(f'class="verdict {verdict}"') for verdict in ("holds", "fails", "finding")] == [1, 1, 1]
+    assert "closes half the gap &lt;fast&gt;" in section and "+0.006 [-0.017, 0.032]" in section
+    assert page.index('<section id="claim">') < page.index('<section id="run">')
