@@ -698,7 +698,7 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
         if config.setting == VARIANT_AGGREGATION:
             by_variant = {variant: tuple(_policy_rates(policy, real_names[policy],
                                                        [e for e in by_policy[policy] if _variant(e) == variant],
-                                                       n_boot, alpha) for policy in real_names)
+                                                       n_boot, alpha, config) for policy in real_names)
                           for variant in config.variants()}
         plot = f"{PLOTS_DIR}/scatter_{_slug(name)}.png"
         report.domains.append(DomainReport(name, domain, style, len(chosen), rates, agreement, plot, by_urdf,
