@@ -11,6 +11,7 @@ import evaluation.runner
 from evaluation import ExecutionOptions, run_evaluation, write_report
 from evaluation.config import RT1, UNEDITED, PolicySpec, full_config
 from evaluation.results import ResultStore
+from evaluation.videos import read_video_index
 from policies.base import ACTION_DIM, PolicyStep
 
 
@@ -43,8 +44,10 @@ def test_a_deterministic_policy_runs_each_unedited_trial_once_on_simpler(simpler
                          trials=("OpenTopDrawer/a1", "CloseBottomDrawer/c2"), seeds=3, domains=(UNEDITED,),
                          max_episode_steps=3, env_kwargs={"shader_dir": "ibl"})
     summary = run_evaluation(config, tmp_path / "run",
-                             ExecutionOptions(num_envs=2, vectorization_mode="sync", progress=False))
+                             ExecutionOptions(num_envs=2, vectorization_mode="sync", progress=False, videos=True))
     assert (summary.episodes_run, summary.episodes_copied) == (2, 4)  # seed 0 of each trial; seeds 1, 2 copied
+    videos = read_video_index(tmp_path / "run")  # the episodes that ran have videos of SIMPLER's frames
+    assert sorted(v.seed for v in videos) == [0, 0] and all(v.frames == 4 and v.width >= 640 for v in videos)
     episodes = ResultStore.open(tmp_path / "run").episodes()
     assert len(episodes) == config.expected_episodes() == 6
     assert sorted(e.seed for e in episodes if e.repeat_of_seed == 0) == [1, 1, 2, 2]
@@ -86,5 +89,5 @@ def test_variant_aggregation_runs_and_reports_on_simpler(simpler, tmp_path, monk
     assert summary.episodes_run == len(available)
     report = write_report(tmp_path / "run")
     markdown = (tmp_path / "run" / "report.md").read_text()
-    assert VARIANT_AGGREGATION in markdown and f"{len(available)} of 7" in markdown
+    assert "**variant aggregation**" in markdown and f"{len(available)} of 7" in markdown
     assert report.domain(UNEDITED).rates[0].open.rate == 0.0  # a fixed small motion never opens a drawer
