@@ -9,6 +9,10 @@ frame k shows the observation after step k, the action of step k and the drawer'
 a vector env resets an ended env within its last step - gymnasium 0.29, at the env's own time limit - the last
 observation belongs to the next episode and is left out: ``steps`` frames.)
 
+Videos are for looking, not measuring: libx264 here is not bit-reproducible - the same frames (checked by
+hash) give files whose decoded pixels differ from run to run, by up to ~45 levels on the noisy frames of the
+miniature real world and by at most 2 on the simulator's. Outcomes never depend on them.
+
 Frames are encoded as they come (no frame is kept in memory) into a hidden temporary file in the video's
 folder, renamed into place (``os.replace``) when the episode ends, and only then indexed in
 ``RUN_DIR/videos/index.jsonl``; the runner stores the episode's row after that, so a stored row implies its
@@ -28,6 +32,7 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -287,7 +292,9 @@ class EpisodeVideo:
                              f"video's first was {self._size[0]}x{self._size[1]}")
         import av
 
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)  # frame k shown at k / fps
+        for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
         self.encode_s += time.perf_counter() - started

@@ -157,8 +157,9 @@ def test_a_killed_run_resumes_without_duplicate_or_lost_videos(video_run, random
         path = video_path(episode.key)
         ours, theirs = decode(tmp_path / path), decode(video_run / path)
         assert len(ours) == len(theirs) == episode.steps + 1
-        # The miniature real world's frames differ in a few pixels between batchings (its sensor noise; the
-        # outcomes above are equal), so only the simulator's frames are compared pixel for pixel.
+        # The encoder is not bit-reproducible: the same frames (checked by hash) of the miniature real world, whose
+        # sensor noise costs many bits, decode to pixels up to ~45 levels apart from one run to the next; the
+        # smooth simulator frames stay within 2. So only those are compared pixel for pixel here.
         if episode.domain != "real":
             assert max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(ours, theirs)) <= 2
     assert not list((tmp_path / VIDEOS_DIR).rglob("*.partial"))
