@@ -203,8 +203,9 @@ class RayEvaluation:
             self.progress = RayProgress(units=len(units))
             to_run = sum(len(unit.episodes) for unit in units)
             already_done = len(done)
+            repeats_once = self.options.run_repeats_once
             if not units:
-                copied = store_repeats(store, self.config, on_episode=on_episode)
+                copied = store_repeats(store, self.config, on_episode=on_episode) if repeats_once else 0
                 return RaySummary(self.run_dir, 0, already_done, time.perf_counter() - started,
                                   episodes_copied=copied)
             if already_done:
@@ -223,7 +224,7 @@ class RayEvaluation:
                 if started_ray:
                     ray.shutdown()
             # The driver copies the repeats once their seed-0 twins are stored (workers never see them).
-            copied = store_repeats(store, self.config, on_episode=on_episode)
+            copied = store_repeats(store, self.config, on_episode=on_episode) if repeats_once else 0
         counts = asdict(self.progress)
         stored = counts.pop("episodes_stored")
         return RaySummary(self.run_dir, stored, already_done, time.perf_counter() - started,

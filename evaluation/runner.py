@@ -286,7 +286,8 @@ def run_evaluation(
         domain_seconds: dict[str, float] = {}
         copied = 0
         with tqdm(total=to_run + to_copy, unit="episode", desc="episodes", disable=not options.progress) as bar:
-            copied += store_repeats(store, config, bar, on_episode)  # twins a killed run left stored
+            if options.run_repeats_once:
+                copied += store_repeats(store, config, bar, on_episode)  # twins a killed run left stored
             for env_key, domain_units in itertools.groupby(units, key=attrgetter("env_key")):
                 domain_started = time.perf_counter()
                 env = make_domain_env(config, options, *env_key)
@@ -302,7 +303,8 @@ def run_evaluation(
                     env.close()
                     name = "/".join(part for part in env_key[:2] if part)
                     domain_seconds[name] = domain_seconds.get(name, 0.0) + time.perf_counter() - domain_started
-                copied += store_repeats(store, config, bar, on_episode)
+                if options.run_repeats_once:
+                    copied += store_repeats(store, config, bar, on_episode)
     return RunSummary(Path(run_dir), to_run, already_done, time.perf_counter() - started, domain_seconds, copied)
 
 

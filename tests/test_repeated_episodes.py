@@ -210,6 +210,22 @@ def test_a_killed_run_copies_the_repeats_of_twins_it_stored_before_dying(tmp_pat
     assert len(ResultStore.open(tmp_path).episodes()) == config.expected_episodes()
 
 
+def test_running_every_seed_after_a_killed_run_once_runs_the_repeats_instead_of_copying_them(tmp_path):
+    config = _run_once_config()
+    stored = []
+
+    def die_after_first_twins(episode):
+        stored.append(episode)
+        if sum(e.policy == PERFECT.name for e in stored) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_evaluation(config, tmp_path, SYNC, on_episode=die_after_first_twins)
+    every = run_evaluation(config, tmp_path, replace(SYNC, run_repeats_once=False))
+    assert (every.episodes_run, every.episodes_copied) == (config.expected_episodes() - len(stored), 0)
+    assert not any(e.repeat_of_seed is not None for e in ResultStore.open(tmp_path).episodes())
+
+
 def test_a_schema_2_database_gains_the_repeat_column_and_keeps_its_episodes(tmp_path):
     config = _run_once_config(seeds=1)
     store = ResultStore.create(tmp_path, config)
