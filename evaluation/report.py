@@ -675,7 +675,7 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
                   for policy in config.policies}
     view_episodes = []
-    for name, domain, style in _domain_views(config):
+    for name, domain, style in report_views(config):
         chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
         if not chosen:
             continue
@@ -1067,7 +1067,7 @@ def _wrap_label(text: str, width: int) -> str:
     return "\n".join(lines)
 
 
-def _domain_views(config: EvalConfig) -> list[tuple[str, str, str]]:
+def report_views(config: EvalConfig) -> list[tuple[str, str, str]]:
     """(name, domain, style) of every view of the report, in report order."""
     views = [(domain, domain, "") for domain in DOMAINS if domain in config.domains and domain not in STYLED_DOMAINS]
     for domain in DOMAINS:  # the reading order, not the run order

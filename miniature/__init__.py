@@ -36,6 +36,8 @@ in a lower layer because code there uses it too (the layering: README, "Layout")
    paired with its real twin (`experiment.py: Miniature.eval_config`, run by `evaluation/runner.py`; the
    colour-transfer and gain-oracle baselines are `envs/cabinet_gain.py`), and the report with its miniature
    section (`evaluation/report.py`, reading the run's ``miniature.json`` that `experiment.py` writes).
+6. The real trials each simulator saves, over many random draws of the paired real sample instead of the
+   run's one (`real_savings.py`; `python scripts/real_savings.py runs/eval-tiny --draws 300`).
 
 Where the outputs go. The pieces are cached under ``<data root>/tiny`` (data root: ``$SIM2REAL_EDIT_HOME``,
 else ``~/.cache/sim2real_edit``): ``base/`` (``tiny_base.json``: its PSNRs), ``policies/`` (``checkpoints/``,

@@ -428,9 +428,10 @@ REAL_TRIAL_SHARE = 1 / 3
 REAL_TRIAL_SEED = 0
 
 
-def real_trial_sample(trials: list) -> list:
-    """A third of each task's trials, drawn at random with `REAL_TRIAL_SEED`, in protocol order."""
-    rng = np.random.default_rng(REAL_TRIAL_SEED)
+def real_trial_sample(trials: list, seed: int = REAL_TRIAL_SEED) -> list:
+    """A third of each task's trials, drawn at random with ``seed`` (the run's: `REAL_TRIAL_SEED`), in protocol
+    order."""
+    rng = np.random.default_rng(seed)
     chosen = []
     for task in dict.fromkeys(trial.task.name for trial in trials):
         of_task = [trial for trial in trials if trial.task.name == task]

@@ -148,3 +148,19 @@ def test_domains_that_need_no_specialist_build_no_base_and_no_specialist(tmp_pat
     config = miniature.eval_config()
     assert config.domains == settings.domains
     assert "specialist" not in config.artefacts and "policies" in config.artefacts
+
+
+def test_real_savings_over_draws_repeat_the_reports_estimate_on_other_samples(miniature_run):
+    from miniature.experiment import REAL_TRIAL_SEED
+    from miniature.real_savings import savings_markdown, savings_over_draws
+
+    saved = json.loads((miniature_run["run"] / "report.json").read_text())["real_trials_saved"]
+    own = savings_over_draws(miniature_run["run"], draws=1, first_seed=REAL_TRIAL_SEED)  # the run's own sample
+    assert set(own) == set(saved) and "real" not in own
+    assert {view: int(values[0]) for view, values in own.items()} == {view: s["trials"] for view, s in saved.items()}
+    others = savings_over_draws(miniature_run["run"], draws=4)
+    assert all(len(values) == 4 and values.min() >= 0 for values in others.values())
+    table = savings_markdown(others)
+    assert table.count("\n| ") == len(others) + 2 and "over 4 random paired samples" in table
+    with pytest.raises(ValueError, match="draws must be at least 1"):
+        savings_over_draws(miniature_run["run"], draws=0)

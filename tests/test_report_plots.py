@@ -41,9 +41,9 @@ from evaluation.report import (
     PolicyRates,
     RateEstimate,
     Report,
-    _domain_views,
     _real_reference,
     _slug,
+    report_views,
     write_plots,
 )
 from sim2real_edit.real_world import real_world_success
@@ -154,7 +154,7 @@ def synthetic_report(config: EvalConfig, paired: bool) -> Report:
     table = real_world_success()
     report = Report(config, config.expected_episodes(), table)
     names = tuple(policy.name for policy in config.policies)
-    for index, (name, domain, style) in enumerate(_domain_views(config)):
+    for index, (name, domain, style) in enumerate(report_views(config)):
         rates = tuple(PolicyRates(policy.name, policy.real_world_name,
                                   *(_estimate(rng) for _ in range(3))) for policy in config.policies)
         reference = REAL if paired else "table"
