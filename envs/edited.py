@@ -25,7 +25,7 @@ from sim2real_edit.validation import FieldChecks, is_int, is_number, is_numbers
 
 from .masks import cabinet_mask
 from .simpler import POLICY_CAMERA
-from .trial_env import DrawerTrialEnv
+from .trial_env import DrawerTrialEnv, preset_backend
 
 
 @dataclass
@@ -321,7 +321,7 @@ class EditOptions:
 
     @property
     def backend(self) -> str:
-        return "standin" if self.preset == "tiny" else "simpler"
+        return preset_backend(self.preset)
 
     def settings(self) -> EditSettings:
         """The preset's edit settings with this object's overrides."""

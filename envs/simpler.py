@@ -132,6 +132,17 @@ class RobotStartPose(gym.Wrapper):
         return self.env.reset(seed=seed, options=merged)
 
 
+#: `gym.make` arguments of both drawer settings: the robot, its controller and SIMPLER's clock and time limit.
+_GOOGLE_ROBOT_KWARGS: dict[str, Any] = {
+    "obs_mode": "rgbd",
+    "robot": GOOGLE_ROBOT,
+    "control_mode": GOOGLE_ROBOT_CONTROL_MODE,
+    "sim_freq": SIM_FREQ,
+    "control_freq": CONTROL_FREQ,
+    "max_episode_steps": MAX_EPISODE_STEPS,
+}
+
+
 def visual_matching_kwargs(
     pose: str,
     asset_dir: Path,
@@ -146,12 +157,7 @@ def visual_matching_kwargs(
     rasterises, which is much faster but looks harder and lacks soft shadows.
     """
     return {
-        "obs_mode": "rgbd",
-        "robot": GOOGLE_ROBOT,
-        "control_mode": GOOGLE_ROBOT_CONTROL_MODE,
-        "sim_freq": SIM_FREQ,
-        "control_freq": CONTROL_FREQ,
-        "max_episode_steps": MAX_EPISODE_STEPS,
+        **_GOOGLE_ROBOT_KWARGS,
         "scene_name": "dummy_drawer",
         "station_name": "mk_station_recolor",
         "light_mode": "simple",
@@ -227,12 +233,7 @@ def variant_aggregation_kwargs(
     (`trial_reset_options`).
     """
     return {
-        "obs_mode": "rgbd",
-        "robot": GOOGLE_ROBOT,
-        "control_mode": GOOGLE_ROBOT_CONTROL_MODE,
-        "sim_freq": SIM_FREQ,
-        "control_freq": CONTROL_FREQ,
-        "max_episode_steps": MAX_EPISODE_STEPS,
+        **_GOOGLE_ROBOT_KWARGS,
         **SCENE_VARIANTS[check_variant(variant)].build_kwargs(),
         "shader_dir": shader_dir,
         "rgb_overlay_path": None,

@@ -42,6 +42,11 @@ from .protocol import (
 BACKENDS = ("standin", "simpler")
 
 
+def preset_backend(preset: str | None) -> str:
+    """The simulator of a preset: the CPU stand-in for ``"tiny"``, SIMPLER otherwise."""
+    return "standin" if preset == "tiny" else "simpler"
+
+
 #: SIMPLER's shader folders that rasterise: their frames are a function of the scene state. "rt" (SIMPLER's
 #: default) ray-traces with random samples per pixel, and on a GPU with the OptiX denoiser; that it repeats
 #: itself exactly has not been shown, so ray-traced episodes are not taken as repeatable.
@@ -49,9 +54,9 @@ RASTERISING_SHADERS = ("ibl", "default")
 
 
 def reset_seed_changes_episode(backend: str, appearance: str = "sim", config: Any = None,
-                               shader_dir: str = "rt") -> bool:
+                               shader_dir: str = "rt", **other_build_kwargs: Any) -> bool:
     """Whether an episode of a trial can differ between reset seeds (or runs) when the policy's actions are
-    the same.
+    the same, for an env built on ``backend`` with these keyword arguments (the others do not matter here).
 
     SIMPLER: only where it ray-traces (`RASTERISING_SHADERS`). Each of our envs is made for one task (a
     one-drawer env class) with the trial's start pose, background overlay and robot URDF given as options, so
@@ -178,8 +183,7 @@ class DrawerTrialEnv(gym.Env):
 
     def reset_seed_changes_episode(self) -> bool:
         """See the module function `reset_seed_changes_episode`."""
-        return reset_seed_changes_episode(self.backend, self.backend_kwargs.get("appearance", "sim"),
-                                          self.backend_kwargs.get("config"), self.backend_kwargs.get("shader_dir", "rt"))
+        return reset_seed_changes_episode(self.backend, **self.backend_kwargs)
 
     def get_language_instruction(self) -> str:
         return self._env.unwrapped.get_language_instruction()

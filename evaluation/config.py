@@ -32,9 +32,10 @@ from envs.protocol import (
     check_urdf_version,
     check_variant,
     protocol_trials,
+    setting_trials,
     variant_aggregation_trials,
 )
-from envs.trial_env import parse_trial
+from envs.trial_env import parse_trial, preset_backend
 from policies.scripted import GRADED_SKILLS
 from sim2real_edit.real_world import checkpoint_policy_names, real_world_success
 from sim2real_edit.styles import HOME_ENV_VAR, StyleRegistry, default_home
@@ -62,6 +63,12 @@ STYLED_DOMAINS = (COLOUR_TRANSFER, EDITED_CROP, EDITED_COMPOSITED, EDITED)
 REAL_WORLD_DOMAINS = (REAL, FLOOR, CEILING, GAIN_ORACLE)
 #: Noise stream of the floor's real world (`envs.standin.DrawerStandIn`'s ``noise_stream``); 0 is the real world's.
 FLOOR_NOISE_STREAM = 1
+
+
+def view_name(domain: str, style: str) -> str:
+    """The report's name of one style's view of a domain (``edited/wood``); a domain without styles by itself."""
+    return f"{domain}/{style}" if domain in STYLED_DOMAINS and style else domain
+
 
 RT1 = "rt1"
 SCRIPTED = "scripted"
@@ -286,7 +293,7 @@ class EvalConfig:
     @property
     def backend(self) -> str:
         """The simulator: the CPU stand-in for the tiny preset, SIMPLER otherwise."""
-        return "standin" if self.preset == "tiny" else "simpler"
+        return preset_backend(self.preset)
 
 
 @dataclass(frozen=True)
@@ -320,22 +327,27 @@ def select_trials(selection: list[str] | None, setting: str = VISUAL_MATCHING,
     ``setting`` variant aggregation: the 378 trials of `envs.protocol.variant_aggregation_trials`; a task name
     selects its nine grid poses in every variant, a key is ``OpenTopDrawer/base/x0.65_y-0.20``; ``variants``
     keeps only those scene variants (None or ``["all"]``: all seven)."""
-    if setting == VARIANT_AGGREGATION:
-        return _select_variant_trials(selection, variants)
-    if setting != VISUAL_MATCHING:
-        raise ValueError(f"unknown setting {setting!r}; choose one of {SETTINGS}")
-    if variants:
+    if variants and setting != VARIANT_AGGREGATION:
         raise ValueError(f"scene variants belong to {VARIANT_AGGREGATION}; visual matching has none")
+    protocol = (variant_aggregation_trials(select_variants(variants)) if setting == VARIANT_AGGREGATION
+                else setting_trials(setting))
     if not selection or selection == ["all"]:
-        return tuple(trial.key for trial in protocol_trials())
+        return tuple(trial.key for trial in protocol)
     chosen: set[str] = set()
     for item in selection:
         if "/" in item:
-            chosen.add(parse_trial(item).key)
+            trial = parse_trial(item)
+            if setting == VARIANT_AGGREGATION and trial.setting != VARIANT_AGGREGATION:
+                raise ValueError(f"{item!r} is a visual-matching trial; a {VARIANT_AGGREGATION} trial is written "
+                                 f"'Task/variant/grid pose', e.g. 'OpenTopDrawer/base/{next(iter(VARIANT_POSES))}'")
+            chosen.add(trial.key)
         else:
             task = DrawerTask.parse(item)
-            chosen.update(Trial(task, pose).key for pose in ROBOT_POSES)
-    return tuple(trial.key for trial in protocol_trials() if trial.key in chosen)
+            chosen.update(trial.key for trial in protocol if trial.task == task)
+    keys = tuple(trial.key for trial in protocol if trial.key in chosen)
+    if not keys and setting == VARIANT_AGGREGATION:
+        raise ValueError(f"the trial selection {selection} has no trial in the scene variants {variants}")
+    return keys
 
 
 def select_variants(selection: list[str] | None) -> tuple[str, ...]:
@@ -344,27 +356,6 @@ def select_variants(selection: list[str] | None) -> tuple[str, ...]:
         return tuple(SCENE_VARIANTS)
     chosen = {check_variant(name) for name in selection}
     return tuple(name for name in SCENE_VARIANTS if name in chosen)
-
-
-def _select_variant_trials(selection: list[str] | None, variants: list[str] | None) -> tuple[str, ...]:
-    protocol = variant_aggregation_trials(select_variants(variants))
-    if not selection or selection == ["all"]:
-        return tuple(trial.key for trial in protocol)
-    chosen: set[str] = set()
-    for item in selection:
-        if "/" in item:
-            trial = parse_trial(item)
-            if trial.setting != VARIANT_AGGREGATION:
-                raise ValueError(f"{item!r} is a visual-matching trial; a {VARIANT_AGGREGATION} trial is written "
-                                 f"'Task/variant/grid pose', e.g. 'OpenTopDrawer/base/{next(iter(VARIANT_POSES))}'")
-            chosen.add(trial.key)
-        else:
-            task = DrawerTask.parse(item)
-            chosen.update(trial.key for trial in protocol if trial.task == task)
-    keys = tuple(trial.key for trial in protocol if trial.key in chosen)
-    if not keys:
-        raise ValueError(f"the trial selection {selection} has no trial in the scene variants {variants}")
-    return keys
 
 
 def select_urdf_versions(selection: list[str] | None) -> tuple[str, ...]:

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import FLOOR, REAL, STYLED_DOMAINS, EvalConfig
+from .config import FLOOR, REAL, EvalConfig, view_name
 from .results import EpisodeResult
 
 NO_REAL_DOMAIN = ("this run has no real domain (only the tiny preset's miniature real world gives one), so no "
                   "simulated episode has a real twin to disagree with; the agreement tables compare rates with "
                   "the real-world table instead")
-
-
-def view_name(domain: str, style: str) -> str:
-    return f"{domain}/{style}" if domain in STYLED_DOMAINS and style else domain
 
 
 def _outcome(episode: EpisodeResult) -> dict[str, Any]:

@@ -42,9 +42,7 @@ def simulator_ignores_seed(config: EvalConfig) -> bool:
     """Whether the run's simulator gives the same episode at every reset seed for the same actions."""
     from envs.trial_env import reset_seed_changes_episode
 
-    options = config.env_options()
-    return not reset_seed_changes_episode(config.backend, options.get("appearance", "sim"), options.get("config"),
-                                          options.get("shader_dir", "rt"))
+    return not reset_seed_changes_episode(config.backend, **config.env_options())
 
 
 def repeats_across_seeds(config: EvalConfig, policy: PolicySpec, domain: str) -> bool:

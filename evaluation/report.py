@@ -49,6 +49,7 @@ from .config import (
     UNEDITED,
     EvalConfig,
     PolicySpec,
+    view_name,
 )
 from .disagreement import sim_real_disagreements
 from .real_episodes import REAL_EPISODES_CSV, RealSuccessEntry, read_real_episodes, real_success_entries
@@ -674,12 +675,8 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
                      for record in read_video_index(run_dir, set(by_key))]
     real_names = {policy.name: policy.real_world_name if policy.real_world_name in table else None
                   for policy in config.policies}
-    view_episodes = []
-    for name, domain, style in report_views(config):
-        chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
-        if not chosen:
-            continue
-        view_episodes.append((name, domain, chosen))
+    view_episodes = episodes_by_view(config, episodes)
+    for name, domain, style, chosen in view_episodes:
         by_policy = {policy: [e for e in chosen if e.policy == policy] for policy in real_names}
         rates = tuple(_policy_rates(policy, real_names[policy], by_policy[policy], n_boot, alpha, config)
                       for policy in real_names)
@@ -711,7 +708,8 @@ def build_report(run_dir: str | Path, n_boot: int = BOOTSTRAP_DRAWS, alpha: floa
     if real_file.is_file():
         real = read_real_episodes(real_file, config)
         report.real_episodes_file = REAL_EPISODES_CSV
-        report.real_success = real_success_entries(config, view_episodes, real, alpha=alpha)
+        report.real_success = real_success_entries(
+            config, [(name, domain, chosen) for name, domain, _, chosen in view_episodes], real, alpha=alpha)
     return report
 
 
@@ -1072,9 +1070,20 @@ def report_views(config: EvalConfig) -> list[tuple[str, str, str]]:
     views = [(domain, domain, "") for domain in DOMAINS if domain in config.domains and domain not in STYLED_DOMAINS]
     for domain in DOMAINS:  # the reading order, not the run order
         if domain in STYLED_DOMAINS and domain in config.domains:
-            views += [(f"{domain}/{style}", domain, style) for style in config.styles]
+            views += [(view_name(domain, style), domain, style) for style in config.styles]
             if len(config.styles) > 1:
                 views.append((f"{domain} ({ALL_STYLES})", domain, ALL_STYLES))
+    return views
+
+
+def episodes_by_view(config: EvalConfig, episodes: list[EpisodeResult]
+                     ) -> list[tuple[str, str, str, list[EpisodeResult]]]:
+    """(name, domain, style, its episodes) of every view of the report that has episodes, in report order."""
+    views = []
+    for name, domain, style in report_views(config):
+        chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
+        if chosen:
+            views.append((name, domain, style, chosen))
     return views
 
 

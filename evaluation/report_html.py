@@ -43,7 +43,7 @@ def _num(value: float | None, path: tuple[str | int, ...], digits: int = 3, scal
 
 def _interval(value: float | None, interval: list[float] | None, path: tuple[str | int, ...], key: str,
               interval_key: str) -> str:
-    """``value [low, high]`` of an agreement metric, each number bound to its JSON pointer."""
+    """``value [low, high]``, each number bound to its JSON pointer (``path`` + ``key`` or ``interval_key``)."""
     if value is None:
         return "-"
     cell = _num(value, (*path, key))
@@ -209,19 +209,15 @@ def _real_success_section(document: dict[str, Any]) -> str:
     entries = document.get("real_success") or []
     if not entries:
         return ""
-    head = ("<tr><th>view</th><th>policy</th><th>estimate</th><th>interval</th><th>real only</th>"
-            "<th>real-only interval</th><th>sim trials</th><th>real trials</th><th>real trials saved</th></tr>")
+    head = ("<tr><th>view</th><th>policy</th><th>estimate [interval]</th><th>real only [interval]</th>"
+            "<th>sim trials</th><th>real trials</th><th>real trials saved</th></tr>")
     rows = []
     for index, entry in enumerate(entries):
         path = ("real_success", index)
         saved = entry["trials_saved"]
         cells = [escape(entry["domain"]), escape(entry["policy"]),
-                 _num(entry["estimate"], (*path, "estimate")),
-                 (f'[{_num(entry["interval"][0], (*path, "interval", 0))}, '
-                 f'{_num(entry["interval"][1], (*path, "interval", 1))}]'),
-                 _num(entry["real_rate"], (*path, "real_rate")),
-                 (f'[{_num(entry["real_only_interval"][0], (*path, "real_only_interval", 0))}, '
-                 f'{_num(entry["real_only_interval"][1], (*path, "real_only_interval", 1))}]'),
+                 _interval(entry["estimate"], entry["interval"], path, "estimate", "interval"),
+                 _interval(entry["real_rate"], entry["real_only_interval"], path, "real_rate", "real_only_interval"),
                  _num(entry["sim_trials"], (*path, "sim_trials"), digits=0),
                  _num(entry["real_trials"], (*path, "real_trials"), digits=0),
                  "not claimed" if saved is None else _num(saved, (*path, "trials_saved"), digits=0)]

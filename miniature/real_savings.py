@@ -17,7 +17,7 @@ import numpy as np
 
 from evaluation.config import REAL
 from evaluation.real_episodes import real_success_entries
-from evaluation.report import ALL_STYLES, report_views
+from evaluation.report import episodes_by_view
 from evaluation.results import ResultStore
 
 from .experiment import real_trial_sample
@@ -37,11 +37,8 @@ def savings_over_draws(run_dir: str | Path, draws: int = 300, first_seed: int = 
     if REAL not in config.domains:
         raise ValueError(f"{run_dir} has no real-world domain: the real trials saved are measured against the "
                          "miniature's real world (a --preset tiny run)")
-    views = []
-    for name, domain, style in report_views(config):
-        chosen = [e for e in episodes if e.domain == domain and (style in ("", ALL_STYLES) or e.style == style)]
-        if chosen and domain != REAL:
-            views.append((name, domain, chosen))
+    views = [(name, domain, chosen) for name, domain, _, chosen in episodes_by_view(config, episodes)
+             if domain != REAL]
     real_episodes = [e for e in episodes if e.domain == REAL]
     totals = {name: np.zeros(draws, dtype=int) for name, _, _ in views}
     for draw in range(draws):

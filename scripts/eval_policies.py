@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
                                              ("torch_threads", args.torch_threads)) if value is not None}
     if args.run_every_seed:
         changes["run_repeats_once"] = False
-    # On by default for the tiny preset (small frames, few episodes); never on Ray, where workers run the episodes.
+    # On by default for small runs only (default_videos); never on Ray, where workers run the episodes.
     changes["videos"] = args.videos if args.videos is not None else default_videos(config, args.ray is None)
     execution = replace(execution, **changes)
     cli.on_interrupt(lambda: saved_episodes_note(run_dir))

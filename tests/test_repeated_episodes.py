@@ -193,8 +193,9 @@ def test_copied_repeats_equal_the_episodes_a_run_of_every_seed_gives(tmp_path):
     assert independent_episodes(ResultStore.open(tmp_path / "every").episodes(), config) == 2 + 6
 
 
-def test_a_killed_run_copies_the_repeats_of_twins_it_stored_before_dying(tmp_path):
-    config = _run_once_config()
+def _kill_after_the_first_twins(config, run_dir) -> list[EpisodeResult]:
+    """Runs ``config`` in ``run_dir`` until the perfect policy's first two episodes (seed-0 twins) are stored,
+    then kills it; returns the episodes it stored."""
     stored = []
 
     def die_after_first_twins(episode):
@@ -203,7 +204,13 @@ def test_a_killed_run_copies_the_repeats_of_twins_it_stored_before_dying(tmp_pat
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(config, tmp_path, SYNC, on_episode=die_after_first_twins)
+        run_evaluation(config, run_dir, SYNC, on_episode=die_after_first_twins)
+    return stored
+
+
+def test_a_killed_run_copies_the_repeats_of_twins_it_stored_before_dying(tmp_path):
+    config = _run_once_config()
+    _kill_after_the_first_twins(config, tmp_path)
     assert not any(e.repeat_of_seed is not None for e in ResultStore.open(tmp_path).episodes())
     resumed = run_evaluation(config, tmp_path, SYNC)
     assert resumed.episodes_copied == 4 and resumed.episodes_run == 6
@@ -212,15 +219,7 @@ def test_a_killed_run_copies_the_repeats_of_twins_it_stored_before_dying(tmp_pat
 
 def test_running_every_seed_after_a_killed_run_once_runs_the_repeats_instead_of_copying_them(tmp_path):
     config = _run_once_config()
-    stored = []
-
-    def die_after_first_twins(episode):
-        stored.append(episode)
-        if sum(e.policy == PERFECT.name for e in stored) == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run_evaluation(config, tmp_path, SYNC, on_episode=die_after_first_twins)
+    stored = _kill_after_the_first_twins(config, tmp_path)
     every = run_evaluation(config, tmp_path, replace(SYNC, run_repeats_once=False))
     assert (every.episodes_run, every.episodes_copied) == (config.expected_episodes() - len(stored), 0)
     assert not any(e.repeat_of_seed is not None for e in ResultStore.open(tmp_path).episodes())
